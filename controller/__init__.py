@@ -1,0 +1,3 @@
+"""controller: placeholder package; built by a later issue."""
+
+__all__: list[str] = []

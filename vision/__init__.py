@@ -1,0 +1,3 @@
+"""vision: placeholder package; built by a later issue."""
+
+__all__: list[str] = []
