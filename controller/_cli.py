@@ -1,2 +1,154 @@
-def main(argv=None):
-    raise SystemExit("not yet")
+"""The ``mudcrack`` command line (entry point of the console script).
+
+Subcommands
+-----------
+demo       run the main job on embedded defaults (now: the virtual line's default scenario)
+simulate   simulate the virtual line (``--config``) or a lab pin sample (``--lab --gap``)
+check      validate a configuration file and print it
+
+Errors in arguments, configuration files or outputs print one line to stderr and exit
+with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger("mudcrack")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, not usage + message
+        raise SystemExit(_fail(f"{self.prog}: {message} (see --help)"))
+
+
+def _fail(message: str) -> int:
+    print(f"mudcrack: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, found {text!r}")
+    return value
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None, leave=False)
+    return bar, bar.update
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from sim_line._runner import run_lab, run_line
+
+    out = Path(args.out)
+    if args.lab:
+        if args.gap is None:
+            return _fail("simulate --lab needs --gap UM (the doctor-blade gap, e.g. 300)")
+        bar, update = _progress(9, f"lab sample {args.gap:g} um")
+        with bar:
+            summary = run_lab(args.gap, out, config=args.config, seed=args.seed, progress=update)
+    else:
+        if args.gap is not None:
+            return _fail("--gap applies to lab samples only; add --lab")
+        bar, update = _progress(int(round(args.minutes * 60)), "virtual line")
+        with bar:
+            summary = run_line(out, config=args.config, minutes=args.minutes, seed=args.seed, progress=update)
+    print(summary.text)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sim_line._runner import run_line
+
+    bar, update = _progress(int(round(args.minutes * 60)), "virtual line (default scenario)")
+    with bar:
+        summary = run_line(Path(args.out), config=None, minutes=args.minutes, seed=args.seed, progress=update)
+    print(summary.text)
+    print(f"  open {summary.out_dir / 'summary.png'} for the plots")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sim_line._config import load_lab, load_line
+
+    text = Path(args.file).read_text(encoding="utf-8") if Path(args.file).is_file() else ""
+    kind = args.kind or ("lab" if "mass_transfer_m_s" in text else "line")
+    cfg, slurry = (load_lab if kind == "lab" else load_line)(args.file)
+    print(f"{args.file}: valid {kind} configuration (slurry: {slurry.name})")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if not dataclasses.is_dataclass(value) and not (isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0])):
+            print(f"  {f.name}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mudcrack`` (exposed for the docs and tests)."""
+    parser = _Parser(prog="mudcrack", description="Crack-aware drying control for electrode coating lines.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="run the main job on embedded defaults (virtual line, default scenario)")
+    demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    demo.add_argument("--minutes", type=_positive_float, default=8.0, help="simulated minutes (default: 8)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser("simulate", help="simulate the virtual line or a lab pin sample")
+    sim.add_argument("--config", help="line YAML (default configs/line.yaml) or, with --lab, lab YAML (default configs/lab_ambient.yaml)")
+    sim.add_argument("--lab", action="store_true", help="simulate a stationary lab pin sample instead of the line")
+    sim.add_argument("--gap", type=_positive_float, help="doctor-blade gap of the lab sample, um (with --lab)")
+    sim.add_argument("--minutes", type=_positive_float, default=10.0, help="simulated minutes of line time (default: 10)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--out", required=True, help="run folder to write")
+    sim.set_defaults(func=_cmd_simulate)
+
+    check = sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file")
+    check.add_argument("--kind", choices=("line", "lab"), help="file kind (default: guessed from its keys)")
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mudcrack``; returns the exit status."""
+    from sim_line._schema import ConfigError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def console() -> None:
+    """Console-script entry: exit with `main`'s status."""
+    sys.exit(main())
