@@ -84,6 +84,8 @@ class FilmModel:
     pore_diffusivity_factor: float = bounded(gt=0.0, hi=1.0)
     stress_buildup_depth_um: float = bounded(gt=0.0)
     stress_relaxation_time_s: float = bounded(gt=0.0)
+    stress_retention_speed_um_s: float = bounded(gt=0.0)
+    stress_retention_exponent: float = bounded(gt=0.0, hi=5.0)
     residual_stress_fraction: float = bounded(lo=0.0, hi=1.0)
     fracture_toughness_pa_m05: float = bounded(gt=0.0)
     channel_crack_factor: float = bounded(gt=0.0)
@@ -221,13 +223,14 @@ class ZoneConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         for key, (lo, hi), value in (
-            ("temperature_limits_c", self.temperature_limits_c, self.temperature_c),
-            ("airflow_limits_m3_h", self.airflow_limits_m3_h, self.airflow_m3_h),
+            ("temperature", self.temperature_limits_c, self.temperature_c),
+            ("airflow", self.airflow_limits_m3_h, self.airflow_m3_h),
         ):
+            unit = "c" if key == "temperature" else "m3_h"
             if not lo < hi:
-                raise ConfigError(f"{key}: expected [low, high] with low < high, found [{lo}, {hi}]")
+                raise ConfigError(f"{key}_limits_{unit}: expected [low, high] with low < high, found [{lo}, {hi}]")
             if not lo <= value <= hi:
-                raise ConfigError(f"{key}: expected the set-point {value} to lie within [{lo}, {hi}]")
+                raise ConfigError(f"{key}_{unit}: expected a value within {key}_limits_{unit} [{lo}, {hi}], found {value}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -164,7 +164,19 @@ class Line:
         return init_films(self.slurry, np.maximum(wet, 1.0), temperature_c=self.config.ambient_temperature_c, rng=self._rng)
 
     def _fill(self) -> None:
-        """Fill the web with coating dried under the initial recipe (a probe film run)."""
+        """Fill the web with coating dried under the initial recipe (steady state).
+
+        A probe film is run from the coater to the end of the line; the zone solvent load
+        it implies feeds the next probe run (the zone air is recirculated), until the
+        load settles (3 passes).
+        """
+        for _ in range(3):
+            self._fill_once()
+            zone = self._zone_index(self.position_m)
+            rate = self.films.evaporation_g_m2_s * 1e-3 * self.config.simulation.parcel_spacing_m * self.config.web.width_m
+            self._solvent_kg_s = np.array([rate[zone == i].sum() for i in range(len(self.zone_names))])
+
+    def _fill_once(self) -> None:
         cfg = self.config
         spacing = cfg.simulation.parcel_spacing_m
         positions = np.arange(0.0, cfg.line_length_m, spacing)[::-1]
@@ -175,6 +187,7 @@ class Line:
         k = 0
         v = self._speed / 60.0
         dt = min(cfg.simulation.max_time_step_s, spacing / v / 2.0)
+        onset_x = np.nan
         while k < len(targets):
             while k < len(targets) and x >= targets[k]:
                 states.append(probe)
@@ -183,6 +196,8 @@ class Line:
                 break
             env = self._environment(np.array([x]), probe)
             probe = step_films(self.slurry, probe, env, dt, substrate_heat_capacity_j_m2k=cfg.web.substrate_heat_capacity_j_m2k)
+            if np.isnan(onset_x) and probe.cracked[0]:
+                onset_x = x
             x += v * dt
         films = concat_films(*states[::-1])
         # each parcel is its own film: fresh scatter and thickness noise, same history
@@ -191,7 +206,7 @@ class Line:
         self.position_m = positions.astype(float)
         self.parcel_id = np.arange(len(positions))[::-1].astype(np.int64)
         self._next_id = len(positions)
-        self.onset_position_m = np.where(self.films.cracked, np.nan, np.nan)
+        self.onset_position_m = np.where(self.films.cracked, onset_x, np.nan)
 
     # ------------------------------------------------------------ environment
     def _zone_index(self, position_m: np.ndarray) -> np.ndarray:
