@@ -4,6 +4,8 @@ Subcommands
 -----------
 demo       run the main job on embedded defaults (now: the virtual line's default scenario)
 simulate   simulate the virtual line (``--config``) or a lab pin sample (``--lab --gap``)
+dic        2D DIC between two frames (points CSV, PNG maps)
+eval       offline evaluation (``eval surface FRAMES``: crack metrics, onset, report)
 check      validate a configuration file and print it
 
 Errors in arguments, configuration files or outputs print one line to stderr and exit
@@ -97,6 +99,35 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dic(args: argparse.Namespace) -> int:
+    from controller._vision_cmd import run_dic
+
+    print(run_dic(args.reference, args.current, args.out, subset_size=args.subset_size, step=args.step))
+    return 0
+
+
+def _cmd_eval_surface(args: argparse.Namespace) -> int:
+    from controller._vision_cmd import run_eval_surface
+    from vision._io import open_frames
+
+    n = len(open_frames(args.frames))
+    bar, update = _progress(n, "surface frames")
+    with bar:
+        text = run_eval_surface(args.frames, args.out, times_file=args.times, fps=args.fps, um_per_px=args.um_per_px, progress=update)
+    print(text)
+    return 0
+
+
+def _odd_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, found {text!r}") from None
+    if value < 7 or value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"expected an odd subset size >= 7 px, found {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mudcrack`` (exposed for the docs and tests)."""
     parser = _Parser(prog="mudcrack", description="Crack-aware drying control for electrode coating lines.")
@@ -117,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--out", required=True, help="run folder to write")
     sim.set_defaults(func=_cmd_simulate)
+
+    dic = sub.add_parser("dic", help="2D DIC between two frames: points CSV and PNG maps")
+    dic.add_argument("reference", help="reference frame (PNG/TIFF, 8/16 bit)")
+    dic.add_argument("current", help="deformed frame, same size")
+    dic.add_argument("--out", required=True, help="output folder")
+    dic.add_argument("--subset-size", type=_odd_int, default=31, help="subset size, odd, px (default 31)")
+    dic.add_argument("--step", type=int, default=8, help="grid step, px (default 8)")
+    dic.set_defaults(func=_cmd_dic)
+
+    ev = sub.add_parser("eval", help="offline evaluation of recorded data")
+    ev_sub = ev.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    surf = ev_sub.add_parser("surface", help="surface frames: crack metrics per frame, onset time and sites, plots, report")
+    surf.add_argument("frames", help="folder of frames (natural sort; PNG/TIFF, 8/16 bit) or a video file")
+    surf.add_argument("--out", required=True, help="output folder")
+    timing = surf.add_mutually_exclusive_group()
+    timing.add_argument("--times", help="CSV with a t_min (or t_s) column, or one time in minutes per line")
+    timing.add_argument("--fps", type=_positive_float, help="frame rate, frames per second")
+    surf.add_argument("--um-per-px", type=_positive_float, default=5.0, help="pixel size, um (default 5)")
+    surf.set_defaults(func=_cmd_eval_surface)
 
     check = sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file")

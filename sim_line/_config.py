@@ -98,6 +98,7 @@ class FilmModel:
     base_cif_ratio: float = bounded(lo=0.0, hi=1.0)
     precursor_opening_um: float = bounded(lo=0.0)
     precursor_start_stress_fraction: float = bounded(lo=0.0, hi=0.99)
+    precursor_exponent: float = bounded(1.0, gt=0.0, hi=10.0)
     delamination_delay_min_at_large_thickness: float = bounded(lo=0.0)
     delamination_delay_excess_min: float = bounded(lo=0.0)
     delamination_delay_thickness_scale_um: float = bounded(gt=0.0)

@@ -123,6 +123,7 @@ def simulate_lab(
     seed: int = 0,
     bubble_radius_um: float | None = None,
     duration_min: float | None = None,
+    output_interval_s: float | None = None,
 ) -> LabRun:
     """Simulate a lab pin sample coated with doctor-blade gap ``gap_um``.
 
@@ -139,6 +140,9 @@ def simulate_lab(
         Trapped bubble radius; default from the config (0: none).
     duration_min : float, optional
         Simulated time; default from the config.
+    output_interval_s : float, optional
+        Time between rows (and snapshots); default from the config (30 s). Rendered
+        sequences at finer frame intervals want finer snapshots (e.g. 10 s).
 
     Returns
     -------
@@ -158,7 +162,10 @@ def simulate_lab(
         bubble_radius_um=bubble,
     )
     dt = lab.time_step_s
-    every = max(1, int(round(lab.output_interval_s / dt)))
+    interval = lab.output_interval_s if output_interval_s is None else float(output_interval_s)
+    if not (math.isfinite(interval) and interval > 0):
+        raise ValueError(f"output_interval_s: expected a positive number of seconds, found {output_interval_s!r}")
+    every = max(1, int(round(interval / dt)))
     n_steps = int(math.ceil(duration_s / dt))
     rows = [_row(slurry, state)]
     snaps = [snapshot(slurry, state, 0, seed=seed)]

@@ -32,7 +32,8 @@ Model (units in names; the fitted values live in ``configs/slurry/*.yaml``):
   cracking thickness ``h_c = (K / (Z sigma))^2``, Z = 1.4 as in the paper); stress above the
   toughness is relieved by the cracks. Before the onset the two sides of each future crack
   already move apart (precursor opening, from ``precursor_start_stress_fraction`` of the
-  cracking stress). After onset the 3D CIF grows with the front's progress to its plateau
+  cracking stress, growing as ``((sigma/sigma_crit - f0) / (1 - f0))^p``: damage localises only
+  close to the cracking stress). After onset the 3D CIF grows with the front's progress to its plateau
   ``cif_max (1 - (h_c,min / H)^n)``; crack spacing ``k H_c``; delamination after a
   thickness-dependent delay; a bubble concentrates stress and crack volume.
 """
@@ -430,7 +431,7 @@ def surface_fields(slurry: SlurryConfig, state: FilmState) -> dict[str, F]:
     concentration = np.where(state.bubble_radius0_um > 0, film.bubble_stress_concentration, 1.0)
     sigma_crit = state.toughness_pa_m05 / (film.channel_crack_factor * np.sqrt(thickness_m)) / concentration
     f0 = film.precursor_start_stress_fraction
-    pre = film.precursor_opening_um * np.clip((state.stress_pa / sigma_crit - f0) / (1.0 - f0), 0.0, 1.0)
+    pre = film.precursor_opening_um * np.clip((state.stress_pa / sigma_crit - f0) / (1.0 - f0), 0.0, 1.0) ** film.precursor_exponent
     pre = np.where(state.cracked, film.precursor_opening_um, pre)
     packing = state.solids_um / state.particle_layer_um
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import tifffile
@@ -75,3 +76,77 @@ def test_check_reports_valid_config(capsys):
 
     assert main(["check", str(default_config_dir() / "lab_ambient.yaml")]) == 0
     assert "valid lab configuration" in capsys.readouterr().out
+
+
+def _render_sequence(folder, times, *, um_per_px=4.0, shape=(256, 256)):
+    import cv2
+
+    import sim_line
+
+    run = sim_line.simulate_lab(300, seed=0, duration_min=60)
+    folder.mkdir()
+    for i, t in enumerate(times):
+        frame = sim_line.render_surface(run.snapshot_at(t), shape_px=shape, um_per_px=um_per_px, seed=2)
+        cv2.imwrite(str(folder / f"frame_{i}.png"), frame.image)
+    return run
+
+
+def test_dic_writes_points_and_maps(tmp_path, capsys):
+    import cv2
+
+    from vision._speckle import render, speckles
+
+    sp = speckles((160, 160), seed=1)
+    ref, _, _ = render((160, 160), sp)
+    cur, _, _ = render((160, 160), sp, shift=(0.4, -0.7))
+    for name, img in (("ref.png", ref), ("cur.png", cur)):
+        cv2.imwrite(str(tmp_path / name), np.clip(img * 65535 / 1.5, 0, 65535).astype(np.uint16))
+    out = tmp_path / "dic"
+    assert main(["dic", str(tmp_path / "ref.png"), str(tmp_path / "cur.png"), "--out", str(out), "--step", "10"]) == 0
+    df = pd.read_csv(out / "points.csv")
+    ok = df[df.converged]
+    # 16-bit quantisation only: the median matches the imposed shift to ~0.01 px
+    assert ok.u_row_px.median() == pytest.approx(0.4, abs=0.01)
+    assert ok.u_col_px.median() == pytest.approx(-0.7, abs=0.01)
+    assert {"zncc", "e1", "exx"} <= set(df.columns)
+    for png in ("displacement_magnitude.png", "zncc.png", "strain_e1.png"):
+        assert (out / png).stat().st_size > 5_000
+
+
+def test_dic_mismatched_frames_one_line(tmp_path, capsys):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((64, 64), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((64, 80), np.uint8))
+    assert main(["dic", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "b.png: expected the shape" in err and len(err.splitlines()) == 1
+
+
+def test_eval_surface_finds_onset_before_visible_crack(tmp_path, capsys):
+    import json
+
+    times = np.arange(36.0, 45.01, 0.5)
+    _render_sequence(tmp_path / "frames", times, um_per_px=5.0, shape=(384, 384))
+    np.savetxt(tmp_path / "times.txt", times)
+    out = tmp_path / "eval"
+    assert main(["eval", "surface", str(tmp_path / "frames"), "--times", str(tmp_path / "times.txt"),
+                 "--out", str(out), "--um-per-px", "5"]) == 0
+    assert "onset declared" in capsys.readouterr().out
+    df = pd.read_csv(out / "metrics.csv")
+    assert len(df) == len(times) and {"t_min", "surface_cif", "onset_score"} <= set(df.columns)
+    onset = json.loads((out / "onset.json").read_text())
+    # physics onset at ~40.1 min; the detector must call it before the segmentation sees a gap
+    assert onset["onset_time_min"] is not None and onset["first_visible_crack_min"] is not None
+    assert onset["lead_time_min"] > 0
+    assert onset["n_sites"] > 0 and len(pd.read_csv(out / "sites.csv")) == onset["n_sites"]
+    assert (out / "summary.png").exists() and (out / "report.md").exists()
+
+
+def test_eval_surface_bad_input_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "surface", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no image files" in err and len(err.splitlines()) == 1
+    assert main(["eval", "surface", str(tmp_path / "empty"), "--fps", "2", "--times", "t.txt", "--out", "o"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
