@@ -38,6 +38,7 @@ def main() -> None:
     pts = res.points
     truth = u0 + pts @ (mat - np.eye(2)).T
     crb = float(np.mean(cramer_rao_bound(gr, gc, pts, noise=NOISE, subset_size=SUBSET)))
+    c = pts.astype(int)
     ref8 = np.clip(ref * 100 + 75, 0, 255).astype(np.uint8)  # 8-bit copies for OpenCV flows
     cur8 = np.clip(cur * 100 + 75, 0, 255).astype(np.uint8)
     ref32, cur32 = ref.astype(np.float32), cur.astype(np.float32)
