@@ -93,12 +93,14 @@ def run_dic(reference_path: str | Path, current_path: str | Path, out_dir: str |
             _map_png(out / "strain_e1.png", e1, title="max principal Green-Lagrange strain", label="strain", extent=extent, cmap="inferno")
     ok = res.converged
     u = res.displacement[ok]
+    finite_zncc = res.zncc[np.isfinite(res.zncc)]
+    median_zncc = float(np.median(finite_zncc)) if finite_zncc.size else math.nan
     text = "\n".join(
         [
             f"mudcrack dic: {reference_path} -> {current_path}  ({len(res.points)} points, subset {subset_size}, step {step})",
-            f"  converged            {ok.mean() * 100:.1f} % of points",
+            f"  converged            {(ok.mean() if ok.size else 0.0) * 100:.1f} % of points",
             f"  median displacement  row {np.median(u[:, 0]) if len(u) else math.nan:+.3f} px, col {np.median(u[:, 1]) if len(u) else math.nan:+.3f} px",
-            f"  median ZNCC          {np.nanmedian(res.zncc):.4f}",
+            f"  median ZNCC          {median_zncc:.4f}",
             f"  wrote {out}/points.csv and PNG maps (displacement, u_row, u_col, zncc, strain_e1)",
         ]
     )

@@ -378,6 +378,10 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
         raise ValueError(f"shape_function must be 'affine' or 'quadratic', got {shape_function!r}")
     if not (isinstance(max_iterations, (int, np.integer)) and max_iterations >= 1):
         raise ValueError(f"max_iterations must be an int >= 1, got {max_iterations!r}")
+    try:
+        tolerance = float(tolerance)
+    except (TypeError, ValueError):
+        raise ValueError(f"tolerance must be a positive number, got {tolerance!r}") from None
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ValueError(f"tolerance must be positive, got {tolerance!r}")
     if not -1.0 <= zncc_threshold <= 1.0:
@@ -388,6 +392,11 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
 
     if points is None:
         pts, grid_shape = _default_grid(shape, half, step)
+        if len(pts) == 0:
+            raise ValueError(
+                f"reference of shape {shape} is too small for subset_size={subset_size}: "
+                f"the default grid needs at least subset_size + 4 = {subset_size + 4} px per side"
+            )
     else:
         pts = np.array(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
@@ -418,7 +427,12 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
     init = np.zeros((n, npar))
     candidates = ~masked
     if initial_displacement is not None:
-        guess = np.broadcast_to(np.asarray(initial_displacement, dtype=np.float64), (n, 2))
+        try:
+            guess = np.broadcast_to(np.asarray(initial_displacement, dtype=np.float64), (n, 2))
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"initial_displacement must have shape (2,) or ({n}, 2), got {np.shape(initial_displacement)}"
+            ) from None
         if not np.all(np.isfinite(guess[candidates])):
             raise ValueError("initial_displacement must be finite at the unmasked points")
         init[:, 0] = guess[:, 0]
@@ -453,6 +467,7 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
     _repair(ctx, pts, centres.astype(np.float64), par, zncc, iters, status, candidates,
             zncc_threshold, step)
     status[masked] = PointStatus.MASKED
+    status[~inside] = PointStatus.OUT_OF_BOUNDS
     low = (status == PointStatus.OK) & ~(zncc >= zncc_threshold)
     status[low] = PointStatus.LOW_ZNCC
     ok = status == PointStatus.OK
@@ -470,7 +485,10 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
 
 def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
                        reference: ArrayLike | None = None, update_zncc: float = 0.7,
-                       **correlate_options) -> list[DICResult]:
+                       subset_size: int = 31, step: int = 8, points: ArrayLike | None = None,
+                       mask: ArrayLike | None = None, shape_function: str = "affine",
+                       max_iterations: int = 30, tolerance: float = 1e-3, zncc_threshold: float = 0.8,
+                       search_radius: int | None = None) -> list[DICResult]:
     """Correlate a sequence of frames, displacements relative to the first reference.
 
     Parameters
@@ -485,8 +503,8 @@ def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
         First reference; default ``frames[0]`` (whose result is then zero displacement).
     update_zncc : float, optional
         Reference-update threshold on the median ZNCC (cumulative mode).
-    **correlate_options
-        Passed on to `correlate` (e.g. `subset_size`, `step`, `mask`, `points`).
+    subset_size, step, points, mask, shape_function, max_iterations, tolerance, zncc_threshold, search_radius
+        As in `correlate` (``mask`` and ``points`` refer to the first reference).
 
     Returns
     -------
@@ -514,9 +532,9 @@ def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
     frames = list(frames)
     if not frames:
         return []
-    opts = dict(correlate_options)
-    for key in ("initial_displacement",):
-        opts.pop(key, None)
+    opts = dict(subset_size=subset_size, step=step, points=points, mask=mask, shape_function=shape_function,
+                max_iterations=max_iterations, tolerance=tolerance, zncc_threshold=zncc_threshold,
+                search_radius=search_radius)
     base = frames[0] if reference is None else reference
     first = correlate(base, base, **opts)
     pts0 = first.points
@@ -553,7 +571,7 @@ def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
             cur_img, (cur_disp, cur_f, cur_ok) = prev_img, prev_res
         res, disp, f_tot, ok = _track(cur_img, cur_disp, cur_f, cur_ok, img)
         if (mode == "cumulative" and prev_img is not None and prev_img is not cur_img
-                and not np.nanmedian(res.zncc) >= update_zncc):
+                and not (np.isfinite(res.zncc).any() and np.nanmedian(res.zncc) >= update_zncc)):
             cur_img, (cur_disp, cur_f, cur_ok) = prev_img, prev_res
             res, disp, f_tot, ok = _track(cur_img, cur_disp, cur_f, cur_ok, img)
         # lost in an earlier reference but fine now: not trackable, report NOT_CONVERGED

@@ -158,7 +158,7 @@ def segment_cracks(image: ArrayLike, *, um_per_px: float, min_length_um: float |
         Pixel size, um.
     min_length_um : float, optional
         Shortest crack kept (skeleton length of a connected component), um.  None gives
-        ``max(60 um, 8 px)``: several particle diameters, so the dark matrix gaps between
+        ``max(100 um, 12 px)``: several particle diameters, so the dark matrix gaps between
         particles are never kept.
     max_width_um : float, optional
         Widest crack expected, um.  It sets the scale of the illumination estimate (a
@@ -185,7 +185,7 @@ def segment_cracks(image: ArrayLike, *, um_per_px: float, min_length_um: float |
        level, the 90th percentile of blocks several crack widths wide, median-cleaned,
        interpolated and Gaussian smoothed.  Illumination gradients, vignetting, flicker
        and the bit depth drop out; levels are then fractions of the particle level.
-    2. Line filter: the darkest mean along a straight line of ~40 um (16 orientations)
+    2. Line filter: the darkest mean along a straight line of ~60 um (16 orientations)
        through each pixel.  Along a crack this stays at the gap level; in the speckle
        texture the line crosses bright particles, so isolated dark matrix pixels and
        speckle are lifted well above it, and sensor noise is averaged down.

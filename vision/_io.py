@@ -53,7 +53,10 @@ def read_image(path: str | Path) -> np.ndarray:
         if img is None:
             raise FrameError(f"{path}: not a readable image (expected PNG/TIFF/BMP/JPEG, 8 or 16 bit)")
     if img.ndim == 3 and img.shape[-1] in (3, 4):
-        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+        # tifffile gives RGB, OpenCV gives BGR; a weighted sum works for every dtype
+        weights = np.array([0.299, 0.587, 0.114]) if path.suffix.lower() in (".tif", ".tiff") else np.array([0.114, 0.587, 0.299])
+        grey = img[..., :3].astype(np.float64) @ weights
+        img = grey.astype(img.dtype) if np.issubdtype(img.dtype, np.integer) else grey
     if img.ndim != 2:
         raise FrameError(f"{path}: expected a 2D greyscale image, found an array of shape {img.shape}")
     return img

@@ -206,7 +206,11 @@ def fit_affine_background(points: NDArray, displacement: NDArray, *, weights: ND
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     u = np.asarray(displacement, dtype=np.float64).reshape(-1, 2)
     ok = np.all(np.isfinite(u), axis=1) & np.all(np.isfinite(pts), axis=1)
+    if u.shape != pts.shape:
+        raise ValueError(f"displacement: expected shape {pts.shape} like points, found {u.shape}")
     w0 = np.ones(len(pts)) if weights is None else np.asarray(weights, dtype=np.float64).ravel().copy()
+    if w0.shape != (len(pts),):
+        raise ValueError(f"weights: expected shape ({len(pts)},), found {w0.shape}")
     w0[~ok] = 0.0
     params = np.zeros((2, 3))
     if np.count_nonzero(w0 > 0) < 3:

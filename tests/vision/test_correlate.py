@@ -182,3 +182,16 @@ def test_textureless_subsets_fail_cleanly():
     res = correlate(img, img, step=16)
     assert not res.converged.any()
     assert np.all(np.isnan(res.displacement))
+
+
+def test_small_images_and_outside_points_are_reported():
+    img = np.random.default_rng(0).random((34, 34))
+    with pytest.raises(ValueError, match=r"too small for subset_size=31"):
+        correlate(img, img)
+    big = np.random.default_rng(1).random((120, 120))
+    res = correlate(big, big, subset_size=21, points=[[-5.0, 60.0], [60.0, 60.0]])
+    assert res.status[0] == PointStatus.OUT_OF_BOUNDS and res.status[1] == PointStatus.OK
+    with pytest.raises(ValueError, match="initial_displacement must have shape"):
+        correlate(big, big, subset_size=21, initial_displacement=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="tolerance must be a positive number"):
+        correlate(big, big, subset_size=21, tolerance="tight")

@@ -89,3 +89,14 @@ def test_times_files(tmp_path):
         read_times(dec, 3)
     np.testing.assert_allclose(frame_times(3, fps=2.0), [0, 0.5 / 60, 1.0 / 60])
     np.testing.assert_allclose(frame_times(3), [0, 1, 2])
+
+
+def test_colour_images_become_grey_with_the_right_channel_order(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 200  # red in RGB order (tifffile)
+    tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb")
+    assert read_image(tmp_path / "c.tif")[0, 0] == int(200 * 0.299)
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[..., ::-1])  # OpenCV stores BGR: same red image
+    assert read_image(tmp_path / "c.png")[0, 0] == int(200 * 0.299)
+    tifffile.imwrite(tmp_path / "f.tif", np.full((8, 8, 3), 0.5), photometric="rgb")  # float colour: no OpenCV error
+    assert read_image(tmp_path / "f.tif").dtype == np.float64
