@@ -151,7 +151,7 @@ def _match(ref: NDArray, deformed: NDArray, centre: NDArray, guess: NDArray, hal
     tr, tc = r + int(guess[0]), c + int(guess[1])
     r0, r1 = max(tr - half - radius, 0), min(tr + half + radius + 1, h)
     c0, c1 = max(tc - half - radius, 0), min(tc + half + radius + 1, w)
-    if r1 - r0 < tpl.shape[0] or c1 - c0 < tpl.shape[1] or tpl.std() == 0:
+    if r1 - r0 < tpl.shape[0] or c1 - c0 < tpl.shape[1] or tpl.max() == tpl.min():
         return guess.copy(), -1.0
     score = cv2.matchTemplate(deformed[r0:r1, c0:c1], tpl, cv2.TM_CCOEFF_NORMED)
     _, best, _, loc = cv2.minMaxLoc(score)
@@ -161,7 +161,6 @@ def _match(ref: NDArray, deformed: NDArray, centre: NDArray, guess: NDArray, hal
 def _seed_guesses(ref32: NDArray, def32: NDArray, seeds: NDArray, half: int,
                   radius: int) -> NDArray:
     """Integer displacement guesses at the seeds, coarse to fine (image pyramid)."""
-    g0 = _global_shift(ref32.astype(np.float64), def32.astype(np.float64))
     # pyramid: halve until the residual search radius is small
     levels = 0
     while radius >> levels > 4 and min(ref32.shape) >> (levels + 1) >= 4 * (2 * half + 1):
@@ -170,6 +169,10 @@ def _seed_guesses(ref32: NDArray, def32: NDArray, seeds: NDArray, half: int,
     for _ in range(levels):
         pyr_ref.append(cv2.pyrDown(pyr_ref[-1]))
         pyr_def.append(cv2.pyrDown(pyr_def[-1]))
+    # the global shift only seeds the coarsest level (divided by 2**levels there), so a
+    # phase correlation two levels down is as good and ~16x cheaper than at full size
+    lev_g = min(levels, 2)
+    g0 = _global_shift(pyr_ref[lev_g].astype(np.float64), pyr_def[lev_g].astype(np.float64)) * 2**lev_g
     out = np.empty((len(seeds), 2))
     for k, pt in enumerate(np.round(seeds)):
         guess = np.round(g0 / 2 ** levels)
@@ -294,7 +297,7 @@ def _repair(ctx: dict, points: NDArray, centres: NDArray, par: NDArray, zncc: ND
 
 def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 31, step: int = 8,
               points: ArrayLike | None = None, mask: ArrayLike | None = None,
-              shape_function: str = "affine", max_iterations: int = 30, tolerance: float = 1e-3,
+              shape_function: str = "affine", max_iterations: int = 30, tolerance: float = 1e-2,
               zncc_threshold: float = 0.8, search_radius: int | None = None,
               seed_points: ArrayLike | None = None,
               initial_displacement: ArrayLike | None = None) -> DICResult:
@@ -320,7 +323,11 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
     max_iterations : int, optional
         IC-GN iteration limit.
     tolerance : float, optional
-        Convergence threshold on the parameter increment, px.
+        Convergence threshold on the norm of the last parameter increment, px (gradient
+        terms scaled by the half subset). The increment is applied before the test, so the
+        remaining error is far below it: on 2 %-noise speckles 1e-2 and 1e-3 give the same
+        bias (<= 0.002 px) and random error (<= 1.19x the Cramer-Rao bound) while 1e-2
+        needs 2.3 instead of 3.6 samplings per point (benchmarks/README.md).
     zncc_threshold : float, optional
         Quality gate: points whose final ZNCC is lower are flagged LOW_ZNCC, NaN.
     search_radius : int, optional
@@ -487,7 +494,7 @@ def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
                        reference: ArrayLike | None = None, update_zncc: float = 0.7,
                        subset_size: int = 31, step: int = 8, points: ArrayLike | None = None,
                        mask: ArrayLike | None = None, shape_function: str = "affine",
-                       max_iterations: int = 30, tolerance: float = 1e-3, zncc_threshold: float = 0.8,
+                       max_iterations: int = 30, tolerance: float = 1e-2, zncc_threshold: float = 0.8,
                        search_radius: int | None = None) -> list[DICResult]:
     """Correlate a sequence of frames, displacements relative to the first reference.
 

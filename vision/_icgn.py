@@ -265,8 +265,21 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
         h2 = 0.5 * half * half
         while it < max_iter:
             it += 1
-            # sample the deformed subset (bicubic B-spline, inlined)
+            # sample the deformed subset (bicubic B-spline, inlined). An affine warp maps
+            # the subset square to a parallelogram: if its 4 corners are inside the image,
+            # every pixel is, and the per-pixel bounds test can be skipped.
             oob = False
+            check = quad
+            if not quad:
+                for sa in (-half, half):
+                    for sb in (-half, half):
+                        wr = cr + sa + p[0] + p[1] * sa + p[2] * sb
+                        wc = cc + sb + p[3] + p[4] * sa + p[5] * sb
+                        if not (wr >= 0.0 and wr <= hmax and wc >= 0.0 and wc <= wmax):
+                            oob = True
+            if oob:
+                status = _OUT_OF_BOUNDS
+                break
             gs = 0.0
             for t in range(m):
                 a = dr[t]
@@ -277,7 +290,7 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
                 else:
                     wr = cr + a + p[0] + p[1] * a + p[2] * b
                     wc = cc + b + p[3] + p[4] * a + p[5] * b
-                if not (wr >= 0.0 and wr <= hmax and wc >= 0.0 and wc <= wmax):
+                if check and not (wr >= 0.0 and wr <= hmax and wc >= 0.0 and wc <= wmax):
                     oob = True
                     break
                 ir = int(wr)
