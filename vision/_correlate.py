@@ -490,6 +490,51 @@ def correlate(reference: ArrayLike, deformed: ArrayLike, *, subset_size: int = 3
                      grid_shape=grid_shape)
 
 
+def warp_mask(mask: NDArray, points: NDArray, displacement: NDArray,
+              grid_shape: tuple[int, int] | None) -> NDArray:
+    """Carry a reference ROI mask along with the material into a later reference frame.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        ROI on the first reference.
+    points : ndarray, shape (N, 2)
+        Points on the first reference, (row, col) px.
+    displacement : ndarray, shape (N, 2)
+        Displacement of the points into the later frame, px (NaN where lost).
+    grid_shape : (rows, cols) or None
+        Grid of `points` (then the field is interpolated bilinearly); None: the ROI is
+        moved by the median displacement.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        ``mask_new(y) = mask(y - u(y))`` (the displacement evaluated at y; fine for small
+        displacement gradients).
+    """
+    from scipy.ndimage import map_coordinates
+
+    good = np.all(np.isfinite(displacement), axis=1)
+    if not good.any():
+        return mask.copy()
+    med = np.median(displacement[good], axis=0)
+    shape = mask.shape
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    if grid_shape is not None and grid_shape[0] >= 2 and grid_shape[1] >= 2:
+        u = np.where(good[:, None], displacement, med).reshape(grid_shape[0], grid_shape[1], 2)
+        r0, c0 = points[0]
+        dr = points[grid_shape[1], 0] - r0
+        dc = points[1, 1] - c0
+        coords = np.array([(yy - r0) / dr, (xx - c0) / dc])
+        ur = map_coordinates(u[..., 0], coords, order=1, mode="nearest")
+        uc = map_coordinates(u[..., 1], coords, order=1, mode="nearest")
+    else:
+        ur = np.full(shape, med[0])
+        uc = np.full(shape, med[1])
+    src = np.array([yy - ur, xx - uc])
+    return map_coordinates(mask.astype(np.float64), src, order=0, mode="constant", cval=0.0) > 0.5
+
+
 def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
                        reference: ArrayLike | None = None, update_zncc: float = 0.7,
                        subset_size: int = 31, step: int = 8, points: ArrayLike | None = None,
@@ -559,7 +604,11 @@ def correlate_sequence(frames: Sequence[ArrayLike], *, mode: str = "cumulative",
 
     def _track(ref_img, disp0, f0, ok0, img):
         where = pts0 + np.nan_to_num(disp0)
-        res = correlate(ref_img, img, points=where, mask=mask if ref_img is base else None, **opts)
+        if mask is None or ref_img is base:
+            ref_mask = mask
+        else:  # the ROI moved with the material: warp it into the current reference
+            ref_mask = warp_mask(np.asarray(mask, dtype=bool), pts0, disp0, grid_shape)
+        res = correlate(ref_img, img, points=where, mask=ref_mask, **opts)
         f_inc = eye + res.gradient
         disp = disp0 + res.displacement
         f_tot = np.einsum("nij,njk->nik", f_inc, f0)

@@ -195,3 +195,48 @@ def test_small_images_and_outside_points_are_reported():
         correlate(big, big, subset_size=21, initial_displacement=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="tolerance must be a positive number"):
         correlate(big, big, subset_size=21, tolerance="tight")
+
+
+def test_warp_mask_moves_the_roi_with_the_material():
+    from vision._correlate import warp_mask
+
+    shape = (120, 160)
+    roi = np.zeros(shape, bool)
+    roi[:, :80] = True
+    rows, cols = np.arange(10, 110, 10.0), np.arange(10, 150, 10.0)
+    pts = np.array([(r, c) for r in rows for c in cols])
+    # uniform 5 px shift to the right: the ROI edge moves from 80 to 85; the 5 columns that
+    # entered from outside the image hold unknown material (not in the ROI)
+    moved = warp_mask(roi, pts, np.tile([0.0, 5.0], (len(pts), 1)), (len(rows), len(cols)))
+    assert moved[:, 5:85].all() and not moved[:, :5].any() and not moved[:, 85:].any()
+    # 5 % stretch about column 0: the edge at 80 moves to 84
+    stretch = np.column_stack([np.zeros(len(pts)), 0.05 * pts[:, 1]])
+    moved = warp_mask(roi, pts, stretch, (len(rows), len(cols)))
+    edge = 10 + np.argmin(moved[60, 10:])
+    assert abs(edge - 84) <= 1
+    # arbitrary points: moved by the median displacement; lost points ignored
+    disp = np.tile([2.0, -3.0], (len(pts), 1))
+    disp[:5] = np.nan
+    moved = warp_mask(roi, pts, disp, None)
+    assert moved[2:, :77].all() and not moved[:, 77:].any() and not moved[:2, :].any()
+
+
+def test_sequence_with_mask_runs_through_reference_updates():
+    shape = (256, 256)
+    moving = speckles(shape, seed=11)
+    static = speckles(shape, seed=12)
+    roi = np.zeros(shape, bool)
+    roi[:, :128] = True
+    bg, _, _ = render(shape, static)
+    frames = []
+    for k in range(4):
+        img, _, _ = render(shape, moving, shift=(0.0, 2.5 * k))
+        moved_roi = np.zeros(shape, bool)
+        moved_roi[:, : int(round(128 + 2.5 * k))] = True
+        frames.append(np.where(moved_roi, img, bg))
+    last = correlate_sequence(frames, mode="incremental", mask=roi, subset_size=21, step=8)[-1]
+    inside = (last.points[:, 1] < 128 - 21) & last.converged
+    assert inside.sum() > 50
+    np.testing.assert_allclose(last.displacement[inside, 1], 7.5, atol=0.02)
+    # points whose subset centre starts outside the ROI stay masked throughout
+    assert not last.converged[last.points[:, 1] > 140].any()
