@@ -1,3 +1,12 @@
-"""tomography: placeholder package; built by a later issue."""
+"""tomography: 3D CT volumes of drying coatings.
 
-__all__: list[str] = []
+Public API so far (the DVC engine, CT analytics and onset prediction follow):
+
+- `open_volume`, `save_volume`, `Volume`, `VolumeError`: lazy (dask) reading and chunked
+  writing of TIFF (slice folders or multipage), HDF5 / NeXus, zarr and raw binary volumes,
+  with the voxel size carried along.
+"""
+
+from ._io import Volume, VolumeError, open_volume, save_volume
+
+__all__ = ["Volume", "VolumeError", "open_volume", "save_volume"]
