@@ -7,6 +7,7 @@ Public API so far (the DVC engine, CT analytics and onset prediction follow):
   with the voxel size carried along.
 """
 
-from ._io import Volume, VolumeError, open_volume, save_volume
+from ._io import Volume, VolumeError, open_volume
+from ._io_write import save_volume
 
 __all__ = ["Volume", "VolumeError", "open_volume", "save_volume"]

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 import zarr
 
-from tomography._io import Volume, VolumeError, open_volume, save_volume
+from tomography import Volume, VolumeError, open_volume, save_volume
 
 SHAPE = (20, 32, 32)
 
