@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._bspline import SPLINE_PAD
+from ._bspline import SPLINE_PAD, _weights
 
 __all__ = ["STATUS_CODES", "icgn_points", "quadratic_fit_matrix"]
 
@@ -295,22 +295,8 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
                     break
                 ir = int(wr)
                 ic = int(wc)
-                tr = wr - ir
-                tc = wc - ic
-                sr = 1.0 - tr
-                tr2 = tr * tr
-                tr3 = tr2 * tr
-                a0 = sr * sr * sr * (1.0 / 6.0)
-                a3 = tr3 * (1.0 / 6.0)
-                a1 = 2.0 / 3.0 - tr2 + 0.5 * tr3
-                a2 = 1.0 - a0 - a1 - a3
-                sc = 1.0 - tc
-                tc2 = tc * tc
-                tc3 = tc2 * tc
-                b0 = sc * sc * sc * (1.0 / 6.0)
-                b3 = tc3 * (1.0 / 6.0)
-                b1 = 2.0 / 3.0 - tc2 + 0.5 * tc3
-                b2 = 1.0 - b0 - b1 - b3
+                a0, a1, a2, a3 = _weights(wr - ir)
+                b0, b1, b2, b3 = _weights(wc - ic)
                 i0 = ir - 1 + pad
                 j0 = ic - 1 + pad
                 v = (a0 * (b0 * coef[i0, j0] + b1 * coef[i0, j0 + 1] + b2 * coef[i0, j0 + 2]
