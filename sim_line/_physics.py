@@ -234,6 +234,16 @@ def init_films(
     )
 
 
+def _cracking_stress_pa(slurry: SlurryConfig, toughness_pa_m05: F, thickness_um: F, bubble_radius0_um: F) -> F:
+    """Stress at which each film cracks, ``K / (Z sqrt(H))``, lowered by a bubble's stress concentration, Pa.
+
+    A film that trapped a bubble keeps the concentration after the bubble vents (it left a crack nucleus).
+    """
+    film = slurry.film
+    concentration = np.where(bubble_radius0_um > 0, film.bubble_stress_concentration, 1.0)
+    return toughness_pa_m05 / (film.channel_crack_factor * np.sqrt(thickness_um * 1e-6)) / concentration
+
+
 def _evaporation_kg_m2_s(slurry: SlurryConfig, state: FilmState, env: DryingEnvironment, temperature_c: F) -> F:
     solvent = slurry.solvent
     psat = props.saturation_pressure_pa(solvent, temperature_c)
@@ -373,9 +383,7 @@ def step_films(
     sigma = np.maximum(np.where(target >= state.stress_pa, target, relaxed), 0.0)
 
     # cracking
-    thickness_m = st["particle_layer_um"] * 1e-6
-    concentration = np.where(st["bubble_radius_um"] > 0, film.bubble_stress_concentration, 1.0)
-    sigma_crit = st["toughness_pa_m05"] / (film.channel_crack_factor * np.sqrt(thickness_m)) / concentration
+    sigma_crit = _cracking_stress_pa(slurry, st["toughness_pa_m05"], st["particle_layer_um"], st["bubble_radius0_um"])
     new_onset = np.isnan(st["onset_s"]) & (sigma >= sigma_crit) & (st["front_depth_um"] > 0)
     st["onset_s"] = np.where(new_onset, st["t_s"], st["onset_s"])
     st["front_at_onset_um"] = np.where(new_onset, st["front_depth_um"], st["front_at_onset_um"])
@@ -427,9 +435,7 @@ def surface_fields(slurry: SlurryConfig, state: FilmState) -> dict[str, F]:
     with np.errstate(divide="ignore", invalid="ignore"):
         exponent = np.where(cif > base + 1e-9, (top - base) / np.maximum(cif - base, 1e-9) - 1.0, 1.0)
     exponent = np.clip(exponent, 0.2, 20.0)
-    thickness_m = state.particle_layer_um * 1e-6
-    concentration = np.where(state.bubble_radius0_um > 0, film.bubble_stress_concentration, 1.0)
-    sigma_crit = state.toughness_pa_m05 / (film.channel_crack_factor * np.sqrt(thickness_m)) / concentration
+    sigma_crit = _cracking_stress_pa(slurry, state.toughness_pa_m05, state.particle_layer_um, state.bubble_radius0_um)
     f0 = film.precursor_start_stress_fraction
     pre = film.precursor_opening_um * np.clip((state.stress_pa / sigma_crit - f0) / (1.0 - f0), 0.0, 1.0) ** film.precursor_exponent
     pre = np.where(state.cracked, film.precursor_opening_um, pre)
