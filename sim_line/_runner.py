@@ -74,6 +74,13 @@ def _volume_tiff(path: Path, snap: FilmSnapshot, *, shape: tuple[int, int, int])
     return labels
 
 
+def _finish(out: Path, files: list[Path], numbers: dict[str, float], text: str) -> RunSummary:
+    """Write ``summary.txt`` and return the run summary."""
+    (out / "summary.txt").write_text(text + "\n")
+    files.append(out / "summary.txt")
+    return RunSummary(out, tuple(files), numbers, text)
+
+
 def _fmt(value: float, unit: str = "", digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}{unit}"
 
@@ -158,9 +165,7 @@ def run_lab(
             f"  files: {len(files) + 1} (timeseries.csv, summary.png, surface_*.png, volume_*.tif)",
         ]
     )
-    (out / "summary.txt").write_text(text + "\n")
-    files.append(out / "summary.txt")
-    return RunSummary(out, tuple(files), numbers, text)
+    return _finish(out, files, numbers, text)
 
 
 def run_line(
@@ -268,6 +273,4 @@ def run_line(
             f"  files: timeseries.csv, exited.csv, profile.csv, summary.png, {sum(p.name.startswith('camera_') for p in files)} camera frames",
         ]
     )
-    (out / "summary.txt").write_text(text + "\n")
-    files.append(out / "summary.txt")
-    return RunSummary(out, tuple(files), numbers, text)
+    return _finish(out, files, numbers, text)
