@@ -10,14 +10,18 @@ Public API:
   (N, 3) in (z, y, x) order.
 - `remove_background`, `BackgroundFit`, `normalised_median_test`, `regularise`:
   post-processing of DVC point clouds.
+- `OnsetDetector`, `CTOnsetEstimate`: streaming crack-onset prediction from CT scan series.
 """
 
 from ._dvc import DVCResult, PointStatus, correlate
 from ._dvc_post import BackgroundFit, normalised_median_test, regularise, remove_background
 from ._io import Volume, VolumeError, open_volume
 from ._io_write import save_volume
+from ._onset import CTOnsetEstimate, OnsetDetector
 
 __all__ = [
+    "CTOnsetEstimate",
+    "OnsetDetector",
     "BackgroundFit",
     "DVCResult",
     "PointStatus",
