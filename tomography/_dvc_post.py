@@ -231,8 +231,8 @@ def remove_background(points: ArrayLike, displacement: ArrayLike, *, model: str 
     valid : array_like of bool, shape (N,), optional
         Points allowed in the fit (default: all finite ones).
     max_iterations : int, optional
-        Iteratively reweighted least-squares iterations (Tukey biweight, scale from the
-        median absolute deviation), so local events such as an opening crack do not bias
+        Iteratively reweighted least-squares iterations (Tukey biweight, c = 4.685 sigma,
+        sigma from the median residual norm), so local events such as an opening crack do not bias
         the background.
 
     Returns
@@ -262,8 +262,10 @@ def remove_background(points: ArrayLike, displacement: ArrayLike, *, model: str 
     for _ in range(max_iterations):
         mat, t = _weighted_fit(model, x, y, w)
         r = np.linalg.norm(y - (x @ mat.T + t), axis=1)
-        scale = 1.4826 * np.median(np.abs(r - np.median(r))) + 1e-6
-        c = 4.685 * max(scale, 1e-3)
+        # r is the norm of a 3-vector: for Gaussian errors of std s per component its
+        # median is 1.538 s (chi distribution, 3 degrees of freedom)
+        sigma = float(np.median(r)) / 1.538
+        c = 4.685 * max(sigma, 1e-3)
         w_new = np.where(r < c, (1 - (r / c) ** 2) ** 2, 0.0)
         if w_new.sum() < need:
             break
