@@ -34,27 +34,6 @@ def _visible(volume: np.ndarray, voxel_um: float) -> bool:
     return tomography.segment_cracks_3d(phases, voxel_um).n_cracks > 0
 
 
-def scan_series(gap: float, seed: int, *, dt_min: float = 1.0, before: int = 5, after: int = 3,
-                shape: tuple[int, int, int] = SHAPE, voxel_um: float = VOXEL_UM):
-    """Times, VolumeRenders and the physics attributes of one run's critical window."""
-    run = sim_line.simulate_lab(gap, seed=seed, output_interval_s=30.0)
-    attrs = run.frame.attrs
-    onset = attrs["crack_onset_min"]
-    centre = onset if math.isfinite(onset) else attrs["consolidation_end_min"]
-    times = np.floor(centre) + dt_min * np.arange(-before, after + 1)
-    first = run.snapshot_at(float(times[0]))
-    # vertical voxel size: the stack at the first scan (thickest) fills 85 % of Z
-    v = max(voxel_um, (10.0 + first.solid_thickness_um + first.solvent_level_um) / (0.85 * shape[0]))
-    fov = np.array(shape[1:]) * v
-    pat = sim_line.crack_pattern(spacing_um=first.crack_spacing_um, extent_um=(600.0, 600.0), seed=seed)
-    mids = pat.midpoints_um
-    mid = mids[np.argmin(np.linalg.norm(mids - 300.0, axis=1))]
-    origin = tuple(float(x) for x in mid - fov / 2)
-    renders = [sim_line.render_volume(run.snapshot_at(float(t)), shape=shape, voxel_um=v, origin_um=origin,
-                                      seed=seed, cif_reference="pattern") for t in times]
-    return times, renders, attrs
-
-
 def site_errors(sites: np.ndarray, labels: np.ndarray) -> list[float]:
     """In-plane distance (voxels) from each site to the nearest crack column."""
     plane = np.any(labels == VolumeLabel.CRACK, axis=0)
@@ -69,9 +48,9 @@ def site_errors(sites: np.ndarray, labels: np.ndarray) -> list[float]:
 
 
 def one_run(spec: dict) -> dict:
-    times, renders, attrs = scan_series(spec["gap"], spec["seed"], dt_min=spec["dt"],
-                                        before=int(round(spec["before_min"] / spec["dt"])),
-                                        after=int(round(3.0 / spec["dt"])))
+    series = sim_line.ct_scan_series(spec["gap"], seed=spec["seed"], interval_min=spec["dt"],
+                                     before_min=spec["before_min"], after_min=3.0, shape=SHAPE, voxel_um=VOXEL_UM)
+    times, renders, attrs = series.times_min, series.renders, series.run.frame.attrs
     tic = time.perf_counter()
     det = tomography.OnsetDetector(renders[0].volume)
     declared, sites, scores = None, None, []

@@ -1,5 +1,6 @@
 """sim_line: the virtual coating line (drying physics, renderers with ground truth)."""
 
+from ._ct_series import CTSeries, ct_scan_series
 from ._config import LabConfig, LineConfig, SlurryConfig, load_lab, load_line, load_slurry
 from ._lab import LAB_COLUMNS, LabRun, dry_lab_sample, simulate_lab
 from ._line import Line, LineReadings, ZoneReading, ZoneSetpoint
@@ -11,6 +12,8 @@ from ._surface import SurfaceFrame, render_surface
 from ._volume import VolumeLabel, VolumeRender, render_volume
 
 __all__ = [
+    "CTSeries",
+    "ct_scan_series",
     "CrackPattern",
     "Line",
     "LineReadings",
