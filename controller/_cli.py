@@ -5,7 +5,8 @@ Subcommands
 demo       run the main job on embedded defaults (now: the virtual line's default scenario)
 simulate   simulate the virtual line (``--config``) or a lab pin sample (``--lab --gap``)
 dic        2D DIC between two frames (points CSV, PNG maps)
-eval       offline evaluation (``eval surface FRAMES``: crack metrics, onset, report)
+dvc        3D DVC between two CT volumes (points CSV, slice maps)
+eval       offline evaluation (``eval surface FRAMES``, ``eval ct SCAN...``: metrics, onset, report)
 check      validate a configuration file and print it
 
 Errors in arguments, configuration files or outputs print one line to stderr and exit
@@ -118,6 +119,42 @@ def _cmd_eval_surface(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dvc(args: argparse.Namespace) -> int:
+    from controller._ct_cmd import run_dvc
+
+    bar = None
+    update = None
+    if args.memory_budget_mb is not None or args.scheduler is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="DVC blocks", unit="block", file=sys.stderr, disable=None, leave=False)
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+    try:
+        print(run_dvc(args.reference, args.current, args.out, voxel_um=args.voxel_um, subset_size=args.subset_size,
+                      step=args.step, background=args.background, memory_budget_mb=args.memory_budget_mb,
+                      scheduler=args.scheduler, progress=update))
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+def _cmd_eval_ct(args: argparse.Namespace) -> int:
+    from controller._ct_cmd import run_eval_ct
+
+    bar, update = _progress(len(args.scans), "CT scans")
+    with bar:
+        text = run_eval_ct(args.scans, args.out, voxel_um=args.voxel_um, times_file=args.times,
+                           interval_min=args.interval_min, with_solvent=args.with_solvent,
+                           scheduler=args.scheduler, progress=update)
+    print(text)
+    return 0
+
+
 def _odd_int(text: str) -> int:
     try:
         value = int(text)
@@ -157,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     dic.add_argument("--step", type=int, default=8, help="grid step, px (default 8)")
     dic.set_defaults(func=_cmd_dic)
 
+    dvc = sub.add_parser("dvc", help="3D DVC between two CT volumes: points CSV and slice maps")
+    dvc.add_argument("reference", help="reference volume (TIFF slice folder or multipage, HDF5/NeXus, zarr)")
+    dvc.add_argument("current", help="deformed volume, same shape")
+    dvc.add_argument("--out", required=True, help="output folder")
+    dvc.add_argument("--voxel-um", type=_positive_float, help="voxel size, um (default: from the file)")
+    dvc.add_argument("--subset-size", type=_odd_int, default=21, help="subvolume size, odd, voxels (default 21)")
+    dvc.add_argument("--step", type=int, default=10, help="grid step, voxels (default 10)")
+    dvc.add_argument("--background", choices=("rigid", "translation", "affine", "none"), default="rigid",
+                     help="background motion removed for the residual columns (default rigid)")
+    dvc.add_argument("--memory-budget-mb", type=_positive_float, help="correlate chunk by chunk within this memory")
+    dvc.add_argument("--scheduler", help="dask.distributed scheduler address (e.g. tcp://host:8786)")
+    dvc.set_defaults(func=_cmd_dvc)
+
     ev = sub.add_parser("eval", help="offline evaluation of recorded data")
     ev_sub = ev.add_subparsers(dest="what", required=True, parser_class=_Parser)
     surf = ev_sub.add_parser("surface", help="surface frames: crack metrics per frame, onset time and sites, plots, report")
@@ -167,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--fps", type=_positive_float, help="frame rate, frames per second")
     surf.add_argument("--um-per-px", type=_positive_float, default=5.0, help="pixel size, um (default 5)")
     surf.set_defaults(func=_cmd_eval_surface)
+    ct = ev_sub.add_parser("ct", help="CT scan series: height, porosity, CIF time series, 2D CIF profiles, DVC maps, "
+                                      "predicted sites, report")
+    ct.add_argument("scans", nargs="+", help="volumes in time order (TIFF folder/multipage, HDF5/NeXus, zarr)")
+    ct.add_argument("--out", required=True, help="output folder")
+    ct.add_argument("--voxel-um", type=_positive_float, help="voxel size, um (default: from the files)")
+    ct_time = ct.add_mutually_exclusive_group()
+    ct_time.add_argument("--times", help="CSV with a t_min column, or one time in minutes per line")
+    ct_time.add_argument("--interval-min", type=_positive_float, default=2.0,
+                         help="minutes between scans when --times is not given (default 2)")
+    ct.add_argument("--with-solvent", action="store_true", help="segment a free solvent phase (wet scans)")
+    ct.add_argument("--scheduler", help="dask.distributed scheduler address: per-scan analytics run there")
+    ct.set_defaults(func=_cmd_eval_ct)
 
     check = sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file")
