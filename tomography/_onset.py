@@ -195,8 +195,16 @@ class OnsetDetector:
     step : int, optional
         DVC grid spacing, voxels.
     mode : {"previous", "reference"}, optional
-        Correlate each scan with the previous one (robust to structural change during
-        consolidation, where particles rearrange) or always with `reference`.
+        Correlate each scan with an earlier recent scan (robust to structural change
+        during consolidation, where particles rearrange; see `lag_min`) or always with
+        `reference`.
+    lag_min : float, optional
+        "previous" mode: the scan is correlated with the newest earlier scan taken at
+        least `lag_min` minutes before it (with scans every 2 min: the previous one; every
+        0.5 min: the one 2 scans back), so the precursor motion accumulated over a fixed
+        time is judged whatever the scan interval.  0: always the previous scan.
+    reference_t_min : float, optional
+        Time of `reference`, min (default: older than any lag).
     background : {"rigid", "translation", "affine"}, optional
         Background motion model removed before localisation.  Rigid (stage drift and
         rotation) by default: an affine fit absorbs part of a crack opening that splits
@@ -240,7 +248,8 @@ class OnsetDetector:
                  mode: str = "previous", background: str = "rigid", z_threshold: float = 8.0,
                  min_jump_vox: float = 0.5, min_cells: int = 3, texture_snr: float = 2.0,
                  mad_floor_vox: float = 0.02, persistence: int = 1,
-                 zncc_threshold: float = 0.6) -> None:
+                 zncc_threshold: float = 0.6, lag_min: float = 1.0,
+                 reference_t_min: float | None = None) -> None:
         ref = check_volume("reference", reference)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -260,18 +269,21 @@ class OnsetDetector:
             raise ValueError(f"zncc_threshold must be in [-1, 1), got {zncc_threshold!r}")
         self._zncc_thr = float(zncc_threshold)
         self._mode = mode
+        self._lag = _positive("lag_min", lag_min, strict=False)
+        t_ref = -np.inf if reference_t_min is None else _positive("reference_t_min", reference_t_min,
+                                                                   strict=False, minimum=-np.inf)
         self._background = background
         half = self._subset // 2
         if min(ref.shape) < self._subset + 4:
             raise ValueError(f"reference of shape {ref.shape} is too small for subset_size={self._subset}")
         self._grid, self._grid_shape = default_grid(ref.shape, half, self._step)
         self._reference = ref
-        self._current = ref
+        self._history: list[tuple[float, NDArray]] = [(t_ref, ref)]  # (t_min, scan), oldest first
+        self._last_t = None if reference_t_min is None else t_ref
         self._textured = textured_points(ref, self._grid, half, self._snr)
         self._onset_time: float | None = None
         self._baseline: list[float] = []  # robust scales of the quiet scans so far
         self._consecutive = 0
-        self._last_t: float | None = None
         self._n = 0
 
     @property
@@ -314,7 +326,15 @@ class OnsetDetector:
         t = _positive("t_min", t_min, strict=False, minimum=-np.inf)
         if self._last_t is not None and not t > self._last_t:
             raise ValueError(f"t_min must increase: got {t} after {self._last_t}")
-        ref = self._current if self._mode == "previous" else self._reference
+        if self._mode == "previous":
+            # the newest stored scan at least lag_min older (else the oldest): the motion
+            # between the two accumulates over >= lag_min whatever the scan interval
+            older = [k for k, (tk, _) in enumerate(self._history) if tk <= t - self._lag]
+            k_ref = older[-1] if older else 0
+            del self._history[:k_ref]
+            ref = self._history[0][1]
+        else:
+            ref = self._reference
         textured = self._textured
         if ref is not self._reference:
             textured = textured_points(ref, self._grid, self._subset // 2, self._snr)
@@ -325,7 +345,7 @@ class OnsetDetector:
         self._last_t = t
         self._n += 1
         if self._mode == "previous":
-            self._current = vol
+            self._history.append((t, vol))
         return est
 
     def _assess(self, res: DVCResult, textured: NDArray, t: float) -> CTOnsetEstimate:
