@@ -129,10 +129,12 @@ def _cmd_dvc(args: argparse.Namespace) -> int:
 
         bar = tqdm(desc="DVC blocks", unit="block", file=sys.stderr, disable=None, leave=False)
 
-        def update(done: int, total: int) -> None:
+        def _update(done: int, total: int) -> None:
             bar.total = total
             bar.n = done
             bar.refresh()
+
+        update = _update
     try:
         print(run_dvc(args.reference, args.current, args.out, voxel_um=args.voxel_um, subset_size=args.subset_size,
                       step=args.step, background=args.background, memory_budget_mb=args.memory_budget_mb,

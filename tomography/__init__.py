@@ -25,9 +25,10 @@ from ._dvc_post import BackgroundFit, normalised_median_test, regularise, remove
 from ._io import Volume, VolumeError, open_volume
 from ._io_write import save_volume
 from ._onset import CTOnsetEstimate, OnsetDetector
-from ._analytics import (CifProfile, Delamination, HeightMap, Phase, PorosityProfile, Resampled, SolventLevel,
+from ._analytics import (CifProfile, Delamination, HeightMap, Phase, PorosityProfile, SolventLevel,
                          cif_profile, coating_layer, crack_intensity_3d, detect_delamination, height_map,
-                         porosity_profile, resample_volume, solvent_level)
+                         porosity_profile, solvent_level)
+from ._resample import Resampled, resample_volume
 from ._packing import (PackingComparison, PackingMaps, ParticleLabels, label_particles, packing_maps,
                        packing_near_cracks)
 from ._segment import (Bubble, BubbleDetection, CrackSegmentation, PhaseClassifier, PhaseSegmentation,
