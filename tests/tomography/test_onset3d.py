@@ -91,7 +91,8 @@ def _first(times, flags):
 @pytest.mark.slow
 def test_simulated_lab_scans_lead_the_segmentation():
     """300 um sample, 1-min scans: the detector declares onset at least one scan before the
-    crack segmentation sees a crack, at the crack; a crack-free 250 um sample never alarms."""
+    crack segmentation sees a crack, at the crack; a crack-free 200 um sample (83 % of the
+    cracking stress at most) never alarms."""
     series = sim_line.ct_scan_series(300, seed=0, interval_min=1.0, before_min=2.0, after_min=1.0)
     det = OnsetDetector(series.renders[0].volume)
     declared, sites = None, None
@@ -109,7 +110,7 @@ def test_simulated_lab_scans_lead_the_segmentation():
     y, x = np.round(sites[0, 1:]).astype(int)
     assert dist[y, x] <= 8.0  # one DVC grid step
 
-    free = sim_line.ct_scan_series(250, seed=1, interval_min=1.0, before_min=3.0, after_min=2.0)
+    free = sim_line.ct_scan_series(200, seed=1, interval_min=1.0, before_min=3.0, after_min=2.0)
     det = OnsetDetector(free.renders[0].volume)
     for t, r in zip(free.times_min[1:], free.renders[1:]):
         assert not det.update(r.volume, float(t)).alarm
