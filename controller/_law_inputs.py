@@ -1,0 +1,191 @@
+"""Inputs of the control law: the `Predictor` protocol and its data, and the measurements.
+
+Validated, frozen dataclasses the daemon builds and `controller._law.ControlLaw` reads;
+re-exported by `controller._law`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "Inputs",
+    "LabEstimate",
+    "LineConditions",
+    "ManualOverride",
+    "PlanPrediction",
+    "Prediction",
+    "Predictor",
+    "Reading",
+    "SurfaceEstimate",
+    "ZoneMeasurement",
+]
+
+F = NDArray[np.float64]
+Loop = Literal["temperature", "airflow"]
+
+
+# =============================================================================== predictor
+@dataclass(frozen=True)
+class LineConditions:
+    """Measured line state handed to the predictor (zones in the configuration's order)."""
+
+    web_speed_m_min: float
+    wet_thickness_um: float
+    temperature_c: tuple[float, ...]
+    airflow_m3_h: tuple[float, ...]
+    solvent_concentration_g_m3: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted drying of the coating for K recipes; every field has shape (K,).
+
+    Positions are along the web (coater at 0), m; NaN: not reached before the dryer exit.
+    Zone indices are -1 outside the dryer.
+    """
+
+    consolidation_end_m: F
+    critical_point_m: F  # the solvent front enters the pores: capillary stress jumps
+    critical_zone: NDArray[np.int64]
+    peak_stress_ratio: F  # peak capillary stress / cracking stress (>= 1: cracks)
+    peak_stress_m: F
+    peak_zone: NDArray[np.int64]
+    dry_position_m: F
+    exit_residual_solvent_g_m2: F  # at the dryer exit
+    crack_probability: F
+    cif_3d: F  # expected 3D crack intensity
+    surface_cif: F  # expected surface (2D top) crack intensity
+
+
+class Predictor(Protocol):
+    """What the law needs from a drying model (`controller._predictor.LinePredictor`; fakes in tests)."""
+
+    zone_names: tuple[str, ...]
+
+    def predict(self, conditions: LineConditions, *, temperature_c: ArrayLike | None = None,
+                airflow_m3_h: ArrayLike | None = None, wet_thickness_um: ArrayLike | None = None) -> Prediction:
+        """Predict for K candidate recipes (arrays (K, Z)) and wet thicknesses (K,)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlanPrediction:
+    """The model's view of one recipe (worst case over the thickness variants)."""
+
+    critical_point_m: float
+    critical_zone: str | None
+    peak_stress_ratio: float
+    peak_stress_m: float
+    peak_zone: str | None
+    dry_position_m: float
+    exit_residual_solvent_g_m2: float
+    crack_probability: float
+    surface_cif: float
+
+
+# =============================================================================== inputs
+def _finite(name: str, value: float, *, lo: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, found {value!r}")
+    if lo is not None and value < lo:
+        raise ValueError(f"{name}: expected a number >= {lo}, found {value!r}")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One timestamped scalar measurement (value in the unit named by the field holding it)."""
+
+    value: float
+    t_s: float
+
+    def __post_init__(self) -> None:
+        _finite("value", self.value)
+        _finite("t_s", self.t_s)
+
+
+@dataclass(frozen=True)
+class ZoneMeasurement:
+    """Measured air temperature and airflow of one zone, each with its timestamp (s)."""
+
+    temperature_c: float
+    airflow_m3_h: float
+    temperature_t_s: float
+    airflow_t_s: float
+    solvent_concentration_g_m3: float | None = None
+
+    def __post_init__(self) -> None:
+        _finite("temperature_c", self.temperature_c, lo=-273.15)
+        _finite("airflow_m3_h", self.airflow_m3_h, lo=0.0)
+        _finite("temperature_t_s", self.temperature_t_s)
+        _finite("airflow_t_s", self.airflow_t_s)
+        if self.solvent_concentration_g_m3 is not None:
+            _finite("solvent_concentration_g_m3", self.solvent_concentration_g_m3, lo=0.0)
+
+
+@dataclass(frozen=True)
+class SurfaceEstimate:
+    """Latest surface crack estimate (vision onset detector on the camera frames)."""
+
+    t_s: float
+    risk_score: float
+    onset: bool = False
+    surface_cif: float | None = None
+    site_positions_m: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        _finite("t_s", self.t_s)
+        _finite("risk_score", self.risk_score)
+        if self.surface_cif is not None:
+            _finite("surface_cif", self.surface_cif, lo=0.0)
+        for i, x in enumerate(self.site_positions_m):
+            _finite(f"site_positions_m[{i}]", x)
+
+
+@dataclass(frozen=True)
+class LabEstimate:
+    """Latest lab CT estimate (tomography onset detector); optional input."""
+
+    t_s: float
+    risk_score: float
+    onset: bool = False
+    cif_3d: float | None = None
+
+    def __post_init__(self) -> None:
+        _finite("t_s", self.t_s)
+        _finite("risk_score", self.risk_score)
+        if self.cif_3d is not None:
+            _finite("cif_3d", self.cif_3d, lo=0.0)
+
+
+@dataclass(frozen=True)
+class ManualOverride:
+    """The operator holds one loop in manual: ``output`` (None: hold the last command)."""
+
+    zone: str
+    loop: Loop
+    output: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.loop not in ("temperature", "airflow"):
+            raise ValueError(f"loop: expected 'temperature' or 'airflow', found {self.loop!r}")
+        if self.output is not None:
+            _finite("output", self.output)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the law reads at one step (validated objects; the daemon builds them)."""
+
+    zones: Mapping[str, ZoneMeasurement]
+    web_speed_m_min: Reading | None
+    wet_thickness_um: Reading | None
+    surface: SurfaceEstimate | None = None
+    lab: LabEstimate | None = None
+    manual: tuple[ManualOverride, ...] = ()

@@ -1,0 +1,149 @@
+"""Outputs and state of the control law: decisions with reason codes, set-points, `LawState`.
+
+Re-exported by `controller._law`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ._law_inputs import PlanPrediction
+from ._law_loops import LoopState
+
+__all__ = [
+    "DECISION_COLUMNS",
+    "Action",
+    "Decision",
+    "LawState",
+    "Mode",
+    "Reason",
+    "Setpoint",
+    "StepResult",
+    "ZoneState",
+]
+
+
+# =============================================================================== outputs
+class Action(StrEnum):
+    """What the law did."""
+
+    SAFE_STATE = "safe_state"
+    RESUME = "resume"
+    LOWER = "lower_drying_rate"
+    RAISE = "raise_drying_rate"
+    DRY_EXIT = "raise_for_dry_exit"
+    HOLD = "hold"
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class Reason(StrEnum):
+    """Why (machine-readable)."""
+
+    INPUT_MISSING = "input_missing"
+    INPUT_STALE = "input_stale"
+    INPUTS_RESTORED = "inputs_restored"
+    PREDICTED_STRESS = "predicted_stress_ratio_high"
+    PREDICTED_CIF = "predicted_cif_above_target"
+    SURFACE_RISK = "surface_risk_high"
+    SURFACE_ONSET = "surface_onset"
+    SURFACE_CIF = "surface_cif_above_target"
+    LAB_RISK = "lab_risk_high"
+    RISK_LOW = "risk_low_for_hold_time"
+    EXIT_WET = "predicted_exit_residual_high"
+    NO_FEASIBLE_MOVE = "no_feasible_move"
+    RAISE_BLOCKED = "raise_blocked_by_prediction"
+    PREDICTOR_FAILED = "predictor_failed"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """Set-point of one zone."""
+
+    temperature_c: float
+    airflow_m3_h: float
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"temperature_c": .., "airflow_m3_h": ..}`` (what `sim_line.Line.step` accepts)."""
+        return {"temperature_c": self.temperature_c, "airflow_m3_h": self.airflow_m3_h}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of the law, with its reason code and a human text."""
+
+    t_s: float
+    action: Action
+    reason: Reason
+    text: str
+    zone: str | None = None
+    changes: tuple[tuple[str, str, float, float], ...] = ()  # (zone, variable, old, new)
+    stress_ratio: float = math.nan  # predicted peak stress ratio of the plan after the decision
+    exit_residual_g_m2: float = math.nan
+    critical_point_m: float = math.nan
+    inputs: tuple[str, ...] = ()  # missing / stale inputs
+
+    def as_row(self) -> dict[str, object]:
+        """One row of the decisions CSV (`DECISION_COLUMNS`)."""
+        return {
+            "t_s": self.t_s, "action": str(self.action), "reason": str(self.reason), "zone": self.zone or "",
+            "changes": "; ".join(f"{z}.{v} {a:.6g}->{b:.6g}" for z, v, a, b in self.changes),
+            "stress_ratio": self.stress_ratio, "exit_residual_g_m2": self.exit_residual_g_m2,
+            "critical_point_m": self.critical_point_m, "inputs": ";".join(self.inputs), "text": self.text,
+        }
+
+
+DECISION_COLUMNS = ["t_s", "action", "reason", "zone", "changes", "stress_ratio", "exit_residual_g_m2",
+                    "critical_point_m", "inputs", "text"]
+
+
+# =============================================================================== state
+class Mode(StrEnum):
+    """Operating mode of the law."""
+
+    AUTO = "auto"
+    SAFE = "safe"
+
+
+
+@dataclass(frozen=True)
+class ZoneState:
+    """Supervisor targets and the two loops of one zone."""
+
+    target_temperature_c: float
+    target_airflow_m3_h: float
+    temperature: LoopState
+    airflow: LoopState
+
+
+@dataclass(frozen=True)
+class LawState:
+    """Immutable state of the control law (everything `step` needs besides its inputs)."""
+
+    t_s: float | None
+    mode: Mode
+    zones: tuple[ZoneState, ...]
+    safe_inputs: tuple[str, ...] = ()
+    risk_high: bool = False
+    risk_reason: Reason | None = None
+    risk_low_since_s: float | None = None
+    last_supervisor_s: float | None = None
+    last_lower_s: float | None = None
+    last_raise_s: float | None = None
+    last_move_s: float | None = None
+    hold_reason: Reason | None = None
+    model_margin: float = 0.0
+    plan: PlanPrediction | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Result of one step: the new state, the set-points to send and the decisions taken."""
+
+    state: LawState
+    setpoints: Mapping[str, Setpoint]
+    decisions: tuple[Decision, ...] = ()
