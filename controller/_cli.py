@@ -6,6 +6,7 @@ demo       run the main job on embedded defaults (now: the virtual line's defaul
 simulate   simulate the virtual line (``--config``) or a lab pin sample (``--lab --gap``)
 dic        2D DIC between two frames (points CSV, PNG maps)
 dvc        3D DVC between two CT volumes (points CSV, slice maps)
+sim-line   the virtual line as an MQTT plant (sensors, frames, set-points, scenarios)
 eval       offline evaluation (``eval surface FRAMES``, ``eval ct SCAN...``: metrics, onset, report)
 check      validate a configuration file and print it
 
@@ -157,6 +158,15 @@ def _cmd_eval_ct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sim_line(args: argparse.Namespace) -> int:
+    from sim_line._mqtt_node import main_sim_line
+
+    return main_sim_line(config=args.config, broker_url=args.broker, speedup=args.speedup,
+                         duration_s=None if args.minutes is None else args.minutes * 60.0,
+                         scenario=args.scenario, line_id=args.line_id, seed=args.seed,
+                         publish_frames=not args.no_frames)
+
+
 def _odd_int(text: str) -> int:
     try:
         value = int(text)
@@ -195,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     dic.add_argument("--subset-size", type=_odd_int, default=31, help="subset size, odd, px (default 31)")
     dic.add_argument("--step", type=int, default=8, help="grid step, px (default 8)")
     dic.set_defaults(func=_cmd_dic)
+
+    sl = sub.add_parser("sim-line", help="run the virtual line as an MQTT plant (sensors, camera frames, set-points)")
+    sl.add_argument("--config", help="line YAML (default configs/line.yaml)")
+    sl.add_argument("--broker", default="mqtt://localhost:1883", help="broker URL (mqtt:// or mqtts://; default localhost)")
+    sl.add_argument("--speedup", type=_positive_float, default=1.0, help="simulated seconds per real second (default 1)")
+    sl.add_argument("--minutes", type=_positive_float, help="simulated minutes to run (default: until interrupted)")
+    sl.add_argument("--scenario", help="scenario YAML of timed disturbances (e.g. configs/scenarios/default.yaml)")
+    sl.add_argument("--line-id", help="topic level mudcrack/<line_id>/ (default: the config's line_id)")
+    sl.add_argument("--seed", type=int, default=0)
+    sl.add_argument("--no-frames", action="store_true", help="do not render and publish camera frames")
+    sl.set_defaults(func=_cmd_sim_line)
 
     dvc = sub.add_parser("dvc", help="3D DVC between two CT volumes: points CSV and slice maps")
     dvc.add_argument("reference", help="reference volume (TIFF slice folder or multipage, HDF5/NeXus, zarr)")
