@@ -8,6 +8,8 @@ Public API:
 - `correlate`, `DVCResult`, `PointStatus`: subvolume digital volume correlation (IC-GN,
   12-parameter affine shape function, tricubic B-spline), points and displacements
   (N, 3) in (z, y, x) order.
+- `correlate_chunked`: the same DVC chunk by chunk within a memory budget (halos of
+  subvolume + search range), in-process or on a dask.distributed cluster.
 - `remove_background`, `BackgroundFit`, `normalised_median_test`, `regularise`:
   post-processing of DVC point clouds.
 - `OnsetDetector`, `CTOnsetEstimate`: streaming crack-onset prediction from CT scan series.
@@ -33,6 +35,7 @@ from ._packing import (PackingComparison, PackingMaps, ParticleLabels, label_par
                        packing_near_cracks)
 from ._segment import (Bubble, BubbleDetection, CrackSegmentation, PhaseClassifier, PhaseSegmentation,
                        detect_bubbles, segment_cracks_3d, segment_phases, train_segmenter)
+from ._chunked import correlate_chunked
 
 __all__ = [
     "CTOnsetEstimate",
@@ -78,4 +81,5 @@ __all__ = [
     "segment_phases",
     "solvent_level",
     "train_segmenter",
+    "correlate_chunked",
 ]
