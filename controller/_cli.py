@@ -6,6 +6,7 @@ demo       run the main job on embedded defaults (now: the virtual line's defaul
 simulate   simulate the virtual line (``--config``) or a lab pin sample (``--lab --gap``)
 dic        2D DIC between two frames (points CSV, PNG maps)
 dvc        3D DVC between two CT volumes (points CSV, slice maps)
+daemon     the crack-aware drying controller on MQTT
 sim-line   the virtual line as an MQTT plant (sensors, frames, set-points, scenarios)
 eval       offline evaluation (``eval surface FRAMES``, ``eval ct SCAN...``: metrics, onset, report)
 check      validate a configuration file and print it
@@ -158,6 +159,13 @@ def _cmd_eval_ct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_daemon(args: argparse.Namespace) -> int:
+    from controller._daemon import main_daemon
+
+    return main_daemon(args.config, broker_url=args.broker, speedup=args.speedup, clock_anchor_s=args.clock_anchor,
+                       metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level)
+
+
 def _cmd_sim_line(args: argparse.Namespace) -> int:
     from sim_line._mqtt_node import main_sim_line
 
@@ -205,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     dic.add_argument("--subset-size", type=_odd_int, default=31, help="subset size, odd, px (default 31)")
     dic.add_argument("--step", type=int, default=8, help="grid step, px (default 8)")
     dic.set_defaults(func=_cmd_dic)
+
+    dm = sub.add_parser("daemon", help="the crack-aware drying controller on MQTT (runs until SIGTERM/SIGINT)")
+    dm.add_argument("--config", help="controller YAML (default configs/controller.yaml)")
+    dm.add_argument("--broker", help="broker URL overriding the config (mqtt://[user:pw@]host:port or mqtts://)")
+    dm.add_argument("--speedup", type=_positive_float, default=1.0,
+                    help="simulated seconds per real second, to run against an accelerated sim-line (default 1)")
+    dm.add_argument("--clock-anchor", type=float, help="epoch time where the scaled clock equals the wall clock")
+    dm.add_argument("--metrics-port", type=int, help="serve Prometheus text metrics on this port")
+    dm.add_argument("--log-format", choices=("kv", "json"), default="kv", help="structured log lines (default kv)")
+    dm.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    dm.set_defaults(func=_cmd_daemon)
 
     sl = sub.add_parser("sim-line", help="run the virtual line as an MQTT plant (sensors, camera frames, set-points)")
     sl.add_argument("--config", help="line YAML (default configs/line.yaml)")

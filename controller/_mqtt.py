@@ -1,0 +1,195 @@
+"""MQTT plumbing shared by the nodes and the daemon: clocks, broker URLs, reconnect backoff.
+
+Simulated and real time are interchangeable (style.md): every node takes a `Clock`
+(`ScaledClock` runs simulated time ``speedup`` times faster than the wall clock,
+`FakeClock` moves only when the code waits or the test advances it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "ScaledClock", "SystemClock", "backoff_delay_s",
+           "parse_broker_url"]
+
+#: Start of `FakeClock` by default: 2026-01-01T00:00:00Z (as the docs' examples).
+FAKE_EPOCH_S = 1_767_225_600.0
+
+
+def backoff_delay_s(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Reconnect delay: ``min(max_s, initial_s * 2**attempt)`` times a jitter factor in [0.5, 1)."""
+    return min(max_s, initial_s * 2.0 ** attempt) * (0.5 + 0.5 * rng.random())
+
+
+# ----------------------------------------------------------------------------- clocks
+@runtime_checkable
+class Clock(Protocol):
+    """Time base of the simulation: epoch seconds, and a way to wait for a time.
+
+    An optional ``realtime`` attribute (default True) says whether time passes while the
+    simulation computes: then camera frames render concurrently and are skipped while
+    the camera is busy; otherwise every frame renders in line.
+    """
+
+    def now_s(self) -> float:
+        """Current time, seconds since the Unix epoch on this clock."""
+        ...
+
+    async def sleep_until(self, t_s: float) -> None:
+        """Return once ``now_s() >= t_s``."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time (``time.time``)."""
+
+    def now_s(self) -> float:
+        return time.time()
+
+    async def sleep_until(self, t_s: float) -> None:
+        await asyncio.sleep(max(t_s - time.time(), 0.0))
+
+
+class ScaledClock:
+    """Simulated time running ``speedup`` times faster than the wall clock (``realtime = True``).
+
+    Simulated time equals wall time at ``anchor_s`` and runs ``speedup`` times faster
+    from there: ``now = anchor_s + speedup * (wall - anchor_s)``. Processes that share
+    ``speedup`` and ``anchor_s`` (and NTP) share the time base; within a process the
+    clock follows the monotonic clock, so it never jumps.
+
+    Parameters
+    ----------
+    speedup : float
+        Simulated seconds per real second (1: real time).
+    anchor_s : float, optional
+        Epoch time where simulated and wall time agree (default: when the clock is created).
+
+    Examples
+    --------
+    >>> clock = ScaledClock(10.0)  # 10 simulated seconds per real second
+    """
+
+    def __init__(self, speedup: float = 1.0, *, anchor_s: float | None = None) -> None:
+        if isinstance(speedup, bool) or not (isinstance(speedup, (int, float)) and math.isfinite(speedup)
+                                             and speedup > 0):
+            raise ValueError(f"speedup: expected a positive number, found {speedup!r}")
+        self.speedup = float(speedup)
+        self.realtime = True
+        self._wall0 = time.time()
+        self._mono0 = time.monotonic()
+        self.anchor_s = self._wall0 if anchor_s is None else float(anchor_s)
+
+    def now_s(self) -> float:
+        wall = self._wall0 + (time.monotonic() - self._mono0)
+        return self.anchor_s + self.speedup * (wall - self.anchor_s)
+
+    async def sleep_until(self, t_s: float) -> None:
+        delay = (t_s - self.now_s()) / self.speedup
+        await asyncio.sleep(max(delay, 0.0))
+
+
+class FakeClock:
+    """A clock for tests: time moves only when the simulation waits (or the test advances it).
+
+    Parameters
+    ----------
+    start_s : float
+        Initial epoch time.
+    auto : bool
+        True: `sleep_until` jumps to the requested time at once (after ``pause_s`` real
+        seconds), so the simulation runs as fast as it can compute. False: `sleep_until`
+        blocks until the test moves the clock with `advance` / `set`.
+    pause_s : float
+        Real seconds `sleep_until` waits in auto mode (paces the simulation so that test
+        clients can interleave; 0 still yields to the event loop).
+
+    Examples
+    --------
+    >>> clock = FakeClock(auto=False)
+    >>> clock.advance(5.0)
+    >>> clock.now_s() - FAKE_EPOCH_S
+    5.0
+    """
+
+    def __init__(self, start_s: float = FAKE_EPOCH_S, *, auto: bool = True, pause_s: float = 0.0) -> None:
+        self._t = float(start_s)
+        self.realtime = False
+        self.auto = auto
+        self.pause_s = float(pause_s)
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+
+    def now_s(self) -> float:
+        return self._t
+
+    def set(self, t_s: float) -> None:
+        """Move the clock to ``t_s`` (never backwards) and wake the sleepers that are due."""
+        self._t = max(self._t, float(t_s))
+        due = [(t, f) for t, f in self._waiters if t <= self._t]
+        self._waiters = [(t, f) for t, f in self._waiters if t > self._t]
+        for _, fut in due:
+            if not fut.done():
+                fut.set_result(None)
+
+    def advance(self, dt_s: float) -> None:
+        """Move the clock forward by ``dt_s`` seconds."""
+        self.set(self._t + float(dt_s))
+
+    async def sleep_until(self, t_s: float) -> None:
+        if self.auto:
+            await asyncio.sleep(self.pause_s)
+            self.set(t_s)
+            return
+        if t_s <= self._t:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((float(t_s), fut))
+        try:
+            await fut
+        finally:
+            self._waiters = [(t, f) for t, f in self._waiters if f is not fut]
+
+
+# ----------------------------------------------------------------------------- broker URL
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker is: host, port, TLS, credentials from the URL."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://[user[:password]@]host[:port]`` (also ``tcp://``; ``mqtts://`` / ``ssl://`` for TLS).
+
+    Default ports: 1883, 8883 with TLS.
+
+    Raises
+    ------
+    ValueError
+        Another scheme, no host or a bad port; the message names the URL.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"broker_url: expected mqtt://host:port, found {url!r} ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+        raise ValueError(f"broker_url: expected a mqtt://, tcp://, mqtts:// or ssl:// URL, found {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"broker_url: expected a host name, found {url!r}")
+    tls = scheme in ("mqtts", "ssl")
+    return BrokerAddress(host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls,
+                         username=unquote(parts.username) if parts.username else None,
+                         password=unquote(parts.password) if parts.password else None)
