@@ -7,6 +7,8 @@ simulate   simulate the virtual line (``--config``) or a lab pin sample (``--lab
 dic        2D DIC between two frames (points CSV, PNG maps)
 dvc        3D DVC between two CT volumes (points CSV, slice maps)
 daemon     the crack-aware drying controller on MQTT
+vision-node  camera frames in, surface crack estimates out (MQTT)
+replay     run the control law over a recorded CSV log and write its decisions
 sim-line   the virtual line as an MQTT plant (sensors, frames, set-points, scenarios)
 eval       offline evaluation (``eval surface FRAMES``, ``eval ct SCAN...``: metrics, onset, report)
 check      validate a configuration file and print it
@@ -166,6 +168,20 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
                        metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level)
 
 
+def _cmd_vision_node(args: argparse.Namespace) -> int:
+    from controller._vision_node import main_vision_node
+
+    return main_vision_node(broker_url=args.broker, line_id=args.line_id, speedup=args.speedup,
+                            web_registered=args.web_registered)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from controller._replay_cmd import run_replay
+
+    print(run_replay(args.log, args.out, config_path=args.config))
+    return 0
+
+
 def _cmd_sim_line(args: argparse.Namespace) -> int:
     from sim_line._mqtt_node import main_sim_line
 
@@ -224,6 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--log-format", choices=("kv", "json"), default="kv", help="structured log lines (default kv)")
     dm.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     dm.set_defaults(func=_cmd_daemon)
+
+    vn = sub.add_parser("vision-node", help="camera frames in, surface crack estimates out (MQTT)")
+    vn.add_argument("--broker", default="mqtt://localhost:1883", help="broker URL (default mqtt://localhost:1883)")
+    vn.add_argument("--line-id", default="pilot-1", help="topic level mudcrack/<line_id>/ (default pilot-1)")
+    vn.add_argument("--speedup", type=_positive_float, default=1.0, help="clock speedup shared with sim-line (default 1)")
+    vn.add_argument("--web-registered", action="store_true",
+                    help="consecutive frames show the same material: also run the DIC onset detector")
+    vn.set_defaults(func=_cmd_vision_node)
+
+    rp = sub.add_parser("replay", help="run the control law over a recorded log (CSV) and write its decisions")
+    rp.add_argument("log", help="CSV log (e.g. a run folder's timeseries.csv)")
+    rp.add_argument("--out", required=True, help="decisions CSV to write")
+    rp.add_argument("--config", help="controller YAML (default configs/controller.yaml); logs without crack "
+                                     "estimates replay to the safe state unless surface_estimate_stale_after_s is null")
+    rp.set_defaults(func=_cmd_replay)
 
     sl = sub.add_parser("sim-line", help="run the virtual line as an MQTT plant (sensors, camera frames, set-points)")
     sl.add_argument("--config", help="line YAML (default configs/line.yaml)")
