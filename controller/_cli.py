@@ -189,7 +189,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim_line(args: argparse.Namespace) -> int:
-    from sim_line._mqtt_node import main_sim_line
+    from controller._sim_node import main_sim_line
 
     return main_sim_line(config=args.config, broker_url=args.broker, speedup=args.speedup,
                          duration_s=None if args.minutes is None else args.minutes * 60.0,

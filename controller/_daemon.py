@@ -37,7 +37,7 @@ keeps trying until ``shutdown_timeout_s``.
 
 Time: every timestamp and age uses the injected clock (`SystemClock`, `ScaledClock` for
 accelerated demos, or any object with ``now_s()`` and ``async sleep_until(t_s)`` such as
-`sim_line._mqtt_node.FakeClock` in tests). Backoff, publish timeouts and latencies are real
+`controller._sim_node.FakeClock` in tests). Backoff, publish timeouts and latencies are real
 seconds. Logs are ``key=value`` lines (`main_daemon` can write JSON lines instead).
 """
 

@@ -8,7 +8,7 @@ at once, on one accelerated clock (`ScaledClock`):
 open loop   ``<run>-open``: the line on its fixed recipe + the vision node (no controller)
 closed loop ``<run>-closed``: the line + the vision node + the controller daemon
 
-Both lines are `sim_line._mqtt_node.run_sim_line` plants; the vision nodes are the real
+Both lines are `controller._sim_node.run_sim_line` plants; the vision nodes are the real
 `run_vision_node` (segmentation of rendered frames). The configured camera at 7.0 m sits
 at the crack point of the fixed recipe and sees no cracks yet, so the demo moves it a
 little downstream (``camera_position_m``, default 7.5 m, still in zone 3).
@@ -131,7 +131,7 @@ class _Run:
 @contextlib.contextmanager
 def _capturing_lines(runs: list[_Run]):
     """Hand each run the `Line` that `run_sim_line` builds for its config (run_sim_line has no hook)."""
-    from sim_line import _mqtt_node
+    from controller import _sim_node as _mqtt_node
 
     original = _mqtt_node.Line
     by_config = {id(r.config): r for r in runs}
@@ -404,7 +404,7 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
                          frame_interval_s: float | None = None, open_loop_over_mqtt: bool = True) -> DemoSummary:
     """`run_demo` inside a running event loop."""
     from sim_line._config import default_config_dir, load_line
-    from sim_line._mqtt_node import run_sim_line
+    from controller._sim_node import run_sim_line
 
     from ._daemon import run_daemon, with_broker_url
     from ._vision_estimate import SurfaceEstimator

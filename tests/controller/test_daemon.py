@@ -34,7 +34,7 @@ from controller._messages import (
     decode,
     encode,
 )
-from sim_line._mqtt_node import FAKE_EPOCH_S, FakeClock
+from controller._sim_node import FAKE_EPOCH_S, FakeClock
 
 CFG = load_controller_config()
 ZONES = CFG.zone_names
@@ -298,8 +298,8 @@ async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosqu
     """The virtual line, a camera stand-in and the daemon over Mosquitto on one accelerated clock,
     against the fixed recipe (open loop) of the same line."""
     import sim_line
-    from sim_line import _mqtt_node
-    from sim_line._mqtt_node import ScaledClock, run_sim_line
+    from controller import _sim_node as _mqtt_node
+    from controller._sim_node import ScaledClock, run_sim_line
 
     minutes, tail_s, speedup = 12, 180, 24.0
     lines = []

@@ -43,7 +43,7 @@ from controller._messages import (
     decode,
     encode,
 )
-from sim_line._mqtt_node import FAKE_EPOCH_S, FakeClock
+from controller._sim_node import FAKE_EPOCH_S, FakeClock
 
 REPO = Path(__file__).resolve().parents[2]
 ACL = REPO / "configs" / "mosquitto" / "acl"

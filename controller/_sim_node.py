@@ -46,10 +46,10 @@ from pathlib import Path
 
 import aiomqtt
 
-from controller._frames import FRAME_ENCODINGS, Frame
-from controller._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, ScaledClock,
+from ._frames import FRAME_ENCODINGS, Frame
+from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, ScaledClock,
                               backoff_delay_s, parse_broker_url)
-from controller._messages import (
+from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
     Limits,
@@ -65,10 +65,10 @@ from controller._messages import (
     encode,
 )
 
-from ._config import LineConfig, SlurryConfig
-from ._line import Line, LineReadings, ZoneSetpoint
-from ._scenario import CAMERA_SENSOR, LINE_SENSOR, Scenario, ScenarioPlayer, load_scenario
-from ._surface import render_surface
+from sim_line._config import LineConfig, SlurryConfig
+from sim_line._line import Line, LineReadings, ZoneSetpoint
+from sim_line._scenario import CAMERA_SENSOR, LINE_SENSOR, Scenario, ScenarioPlayer, load_scenario
+from sim_line._surface import render_surface
 
 __all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "ScaledClock", "SimLineSummary", "main_sim_line", "parse_broker_url", "run_sim_line"]
 

@@ -15,7 +15,7 @@ import pytest
 
 from controller._frames import Frame, FrameMeta
 from controller._messages import LineCommand, LineSensors, Topics, ZoneCommand, ZoneSensors, decode, encode
-from sim_line._mqtt_node import (
+from controller._sim_node import (
     FAKE_EPOCH_S,
     FakeClock,
     ScaledClock,
@@ -414,7 +414,7 @@ async def test_real_time_camera_skips_frames_instead_of_slowing_the_line(mosquit
 
 def test_main_sim_line_runs_and_prints_a_summary(mosquitto, line_id, capsys):
     from sim_line._config import default_config_dir
-    from sim_line._mqtt_node import main_sim_line
+    from controller._sim_node import main_sim_line
 
     code = main_sim_line(broker_url=mosquitto.url, line_id=line_id, speedup=100.0, duration_s=5.0,
                          scenario=default_config_dir() / "scenarios" / "default.yaml", publish_frames=False)
@@ -425,7 +425,7 @@ def test_main_sim_line_runs_and_prints_a_summary(mosquitto, line_id, capsys):
 
 def test_main_sim_line_reports_a_bad_scenario_before_connecting(tmp_path):
     import sim_line
-    from sim_line._mqtt_node import main_sim_line
+    from controller._sim_node import main_sim_line
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nevents:\n  - {kind: bubbles, at_s: 1, fraction: 2, radius_um: 5}\n", encoding="utf-8")
