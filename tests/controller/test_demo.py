@@ -3,6 +3,7 @@ and the daemon; open vs closed loop and the report."""
 
 from __future__ import annotations
 
+import gc
 import math
 
 import pytest
@@ -12,7 +13,16 @@ pytest.importorskip("amqtt")
 from controller._demo import DemoSummary, demo_steps, run_demo
 
 
+@pytest.fixture(autouse=True)
+def _collect_amqtt_leftovers():
+    """amqtt 0.12 leaves client stream writers of a stopped broker for the garbage collector;
+    collect them here (their ResourceWarnings belong to this module, not to a later test)."""
+    yield
+    gc.collect()
+
+
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
 def test_short_demo_writes_the_report_and_the_closed_loop_cracks_less_with_the_exit_dry(tmp_path):
     """A short demo (~25 s wall): 10 simulated min at 30x on the embedded broker, the fixed recipe
     without disturbances (it cracks at ~7 m); the open loop runs offline alongside."""
@@ -40,6 +50,7 @@ def test_short_demo_writes_the_report_and_the_closed_loop_cracks_less_with_the_e
     assert c["estimates"] > 0 and c["decisions"] > 0  # the real vision node and the daemon took part
     assert summary.numbers["closed"]["energy_kwh"] > 0 and not math.isnan(o["energy_kwh"])
     assert "open loop" in summary.text and "closed loop" in summary.text
+    gc.collect()  # amqtt leftovers, inside the test whose warnings filter covers them
 
 
 def test_bad_arguments_are_rejected_before_anything_starts(tmp_path):
