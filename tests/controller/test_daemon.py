@@ -14,8 +14,8 @@ import contextlib
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiomqtt
 import numpy as np
@@ -36,6 +36,7 @@ from controller._messages import (
     encode,
 )
 from controller._sim_node import FAKE_EPOCH_S, FakeClock
+from mqtt_helpers import client, wait_until
 
 CFG = load_controller_config()
 ZONES = CFG.zone_names
@@ -49,58 +50,6 @@ def daemon_config(broker, line_id: str, **safe_state):
     mqtt = dataclasses.replace(CFG.mqtt, host=broker.host, port=broker.port, client_id=f"ctl-{line_id}")
     return dataclasses.replace(CFG, line_id=line_id, mqtt=mqtt,
                                safe_state=dataclasses.replace(CFG.safe_state, **safe_state))
-
-
-@dataclass
-class Inbox:
-    """What a test client received: (topic, payload, retain) and the decoded messages (no age check)."""
-
-    line_id: str
-    raw: list[tuple[str, bytes, bool]] = field(default_factory=list)
-    messages: list = field(default_factory=list)
-    lost: bool = False
-
-    def add(self, topic: str, payload: bytes, retain: bool) -> None:
-        self.raw.append((topic, payload, retain))
-        self.messages.append(decode(topic, payload, now_s=None, line_id=self.line_id))
-
-    def of(self, kind: type, **attrs) -> list:
-        return [m for m in self.messages if isinstance(m, kind) and all(getattr(m, k) == v for k, v in attrs.items())]
-
-    def retained(self) -> dict[str, bytes]:
-        return {t: p for t, p, r in self.raw if r}
-
-
-@contextlib.asynccontextmanager
-async def client(broker, line_id: str, subscribe: str | None = "#") -> AsyncIterator[tuple[aiomqtt.Client, Inbox]]:
-    inbox = Inbox(line_id)
-    async with aiomqtt.Client(broker.host, broker.port, identifier=f"test-{uuid.uuid4().hex[:8]}") as c:
-        if subscribe:
-            await c.subscribe(f"mudcrack/{line_id}/{subscribe}", qos=1)
-
-        async def read() -> None:
-            try:
-                async for m in c.messages:
-                    inbox.add(str(m.topic), bytes(m.payload), bool(m.retain))
-            except aiomqtt.MqttError:
-                inbox.lost = True
-
-        task = asyncio.create_task(read(), name="test.reader")
-        try:
-            yield c, inbox
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await task
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def sensor_messages(topics: Topics, t: float, seq: int, *, skip=(), temps=None, score=1.0):

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aiomqtt
 import numpy as np
 import pytest
 
 from controller._frames import Frame, FrameMeta
-from controller._messages import LineCommand, LineSensors, Topics, ZoneCommand, ZoneSensors, decode, encode
+from controller._messages import LineCommand, LineSensors, ZoneCommand, ZoneSensors, decode, encode
 from controller._sim_node import (
     FAKE_EPOCH_S,
     FakeClock,
@@ -24,63 +22,16 @@ from controller._sim_node import (
     run_sim_line,
 )
 from sim_line._scenario import parse_scenario
+from mqtt_helpers import client
+from mqtt_helpers import wait_until as _wait_until
 
 FRAME = (48, 64)  # small camera frames keep the tests fast
 ZONES = ("Z1", "Z2", "Z3", "Z4")
 
 
 # ------------------------------------------------------------------ helpers
-class Inbox:
-    """Messages received by a test client (raw, and decoded as they arrive, without age checks)."""
-
-    def __init__(self, line_id: str) -> None:
-        self.topics = Topics(line_id)
-        self.raw: list[tuple[str, bytes]] = []
-        self.messages: list = []
-        self.lost = False  # the reader saw the connection drop
-
-    def add(self, topic: str, payload: bytes) -> None:
-        self.raw.append((topic, payload))
-        self.messages.append(decode(topic, payload, now_s=None, line_id=self.topics.line_id))
-
-    def decoded(self, kind: type) -> list:
-        return [m for m in self.messages if isinstance(m, kind)]
-
-    def zone(self, name: str) -> list[ZoneSensors]:
-        return [m for m in self.messages if isinstance(m, ZoneSensors) and m.zone == name]
-
-
-@contextlib.asynccontextmanager
-async def client(broker, line_id: str, subscribe: str | None = "#") -> AsyncIterator[tuple[aiomqtt.Client, Inbox]]:
-    """A test client subscribed to the line's topic tree, collecting what arrives."""
-    inbox = Inbox(line_id)
-    async with aiomqtt.Client(broker.host, broker.port, identifier=f"test-{uuid.uuid4().hex[:8]}") as c:
-        if subscribe:
-            await c.subscribe(f"mudcrack/{line_id}/{subscribe}", qos=1)
-
-        async def read() -> None:
-            try:
-                async for m in c.messages:
-                    inbox.add(str(m.topic), bytes(m.payload))
-            except aiomqtt.MqttError:
-                inbox.lost = True
-
-        task = asyncio.create_task(read(), name="test.reader")
-        try:
-            yield c, inbox
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await task
-
-
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    await _wait_until(predicate, timeout_s, what)
 
 
 def start_node(broker, line_id: str, clock, **kw) -> tuple[asyncio.Task[SimLineSummary], asyncio.Event]:
@@ -162,7 +113,7 @@ async def test_publishes_valid_sensor_messages_and_frames(mosquitto, line_id, en
     assert summary.published_by_kind == {"sensors/zone": 48, "sensors/line": 12, "camera/frame": 4,
                                          "camera/frame/meta": 4}
     # every payload decodes with the receiver's checks at the clock's time (not stale, not from the future)
-    for topic, payload in inbox.raw:
+    for topic, payload, _ in inbox.raw:
         decode(topic, payload, now_s=clock.now_s(), line_id=line_id)
     for zone in ZONES:
         msgs = inbox.zone(zone)
@@ -171,11 +122,11 @@ async def test_publishes_valid_sensor_messages_and_frames(mosquitto, line_id, en
         assert all(m.source == "sim-line" and m.heater_power_kw > 0 for m in msgs)
     z3 = inbox.zone("Z3")[0]
     assert (z3.temperature_c, z3.temperature_setpoint_c, z3.airflow_setpoint_m3_h) == (120.0, 120.0, 2500.0)
-    line = inbox.decoded(LineSensors)
+    line = inbox.of(LineSensors)
     assert len(line) == 12 and all(m.web_speed_m_min == pytest.approx(3.0) for m in line)
     assert all(170 < m.wet_thickness_um < 190 and m.ambient_temperature_c == 22.0 for m in line)
-    frames = inbox.decoded(Frame)
-    metas = inbox.decoded(FrameMeta)
+    frames = inbox.of(Frame)
+    metas = inbox.of(FrameMeta)
     assert [f.meta.frame_id for f in frames] == [0, 1, 2, 3]
     assert [f.meta.timestamp_s - FAKE_EPOCH_S for f in frames] == [3.0, 6.0, 9.0, 12.0]
     assert [m for m in metas] == [f.meta for f in frames]
@@ -229,10 +180,10 @@ async def test_line_speed_setpoint(mosquitto, line_id, topics):
         await wait_until(lambda: len(inbox.raw) >= 2, what="line readings")
         cmd = LineCommand(timestamp_s=clock.now_s(), source="controller", seq=0, speed_m_min=4.0)
         await publish(c, topics.line_setpoint, encode(cmd))
-        await wait_until(lambda: any(m.web_speed_m_min > 3.99 for m in inbox.decoded(LineSensors)), what="4 m/min")
+        await wait_until(lambda: any(m.web_speed_m_min > 3.99 for m in inbox.of(LineSensors)), what="4 m/min")
         stop.set()
         summary = await node
-    speeds = [m.web_speed_m_min for m in inbox.decoded(LineSensors)]
+    speeds = [m.web_speed_m_min for m in inbox.of(LineSensors)]
     assert speeds[0] == pytest.approx(3.0) and np.all(np.diff(speeds) >= -1e-9)
     assert summary.setpoints_applied == 1
 
@@ -307,7 +258,7 @@ async def test_reconnects_after_a_broker_restart_and_subscribes_again(mosquitto,
     await asyncio.sleep(0.3)  # the line keeps running; its readings are dropped meanwhile
     mosquitto.start()  # same port, empty broker (no persistence: retained messages are gone)
     async with client(mosquitto, line_id, "sensors/#") as (c, inbox2):
-        await wait_until(lambda: len(inbox2.decoded(LineSensors)) >= 5, what="readings after the restart")
+        await wait_until(lambda: len(inbox2.of(LineSensors)) >= 5, what="readings after the restart")
         cmd = ZoneCommand(timestamp_s=clock.now_s(), source="controller", seq=0, zone="Z4", temperature_c=100.0,
                           airflow_m3_h=2000.0)
         await publish(c, topics.zone_setpoint("Z4"), encode(cmd), retain=True)
@@ -317,10 +268,10 @@ async def test_reconnects_after_a_broker_restart_and_subscribes_again(mosquitto,
         summary = await node
     assert summary.connections == 2
     assert summary.messages_dropped > 0
-    before = [m.timestamp_s for m in inbox.decoded(LineSensors)]
-    after = [m.timestamp_s for m in inbox2.decoded(LineSensors)]
+    before = [m.timestamp_s for m in inbox.of(LineSensors)]
+    after = [m.timestamp_s for m in inbox2.of(LineSensors)]
     assert after[0] > before[-1]  # simulated time went on while the broker was down
-    seqs = [m.seq for m in inbox2.decoded(LineSensors)]
+    seqs = [m.seq for m in inbox2.of(LineSensors)]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # the gap in seq shows the lost readings
     assert seqs[0] > before[-1] - before[0]
 
@@ -364,13 +315,13 @@ async def test_scenario_disturbances_show_in_what_is_published(mosquitto, line_i
 
     assert rel(inbox.zone("Z2")) == [1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14]  # silent for t in [3, 6)
     assert rel(inbox.zone("Z1")) == list(range(1, 15))
-    line = inbox.decoded(LineSensors)
+    line = inbox.of(LineSensors)
     assert rel(line) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14]
     assert line[0].wet_thickness_um < 190 and line[-1].wet_thickness_um > 220  # thicker coating
     assert line[-1].web_speed_m_min < line[0].web_speed_m_min - 0.5  # web slowed down
     z3 = inbox.zone("Z3")
     assert z3[-1].temperature_c < z3[0].temperature_c - 2 and z3[-1].temperature_setpoint_c == 120.0  # heater fault
-    frames = inbox.decoded(Frame)
+    frames = inbox.of(Frame)
     assert rel([f.meta for f in frames]) == list(range(1, 15))
     mean = {round(f.meta.timestamp_s - FAKE_EPOCH_S): f.image.mean() for f in frames}
     flicker = [mean[k] for k in (4, 5, 6, 7)]
@@ -392,7 +343,7 @@ async def test_runs_on_a_scaled_clock(mosquitto, line_id):
         await wait_until(lambda: len(inbox.raw) >= 10, what="10 line readings")
     assert summary.steps == 10 and summary.max_lag_s < 5.0
     assert end - start >= 10.0  # paced by the clock, not as fast as possible
-    stamps = [m.timestamp_s for m in inbox.decoded(LineSensors)]
+    stamps = [m.timestamp_s for m in inbox.of(LineSensors)]
     assert np.allclose(np.diff(stamps), 1.0)
     assert start < stamps[0] < stamps[-1] <= end
 
@@ -407,7 +358,7 @@ async def test_real_time_camera_skips_frames_instead_of_slowing_the_line(mosquit
     assert summary.steps == 20
     assert summary.frames_published >= 1 and summary.frames_skipped >= 1
     assert summary.frames_published + summary.frames_skipped == 20
-    frames = inbox.decoded(Frame)
+    frames = inbox.of(Frame)
     assert [f.meta.frame_id for f in frames] == list(range(len(frames)))  # skipped frames take no id
     assert all(f.image.shape == (512, 512) for f in frames)
 
