@@ -74,7 +74,7 @@ from ._law import (
     ZoneMeasurement,
 )
 from ._law import Decision as LawDecision
-from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, parse_broker_url
+from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, clock_hold, parse_broker_url
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -529,20 +529,25 @@ class ControllerDaemon:
                         waiting_logged = True
                     continue
                 self._state = self.law.initial_state(inputs)
-            t0 = time.perf_counter()
-            try:
-                result = await asyncio.to_thread(self.law.step, self._state, inputs, t)
-            except Exception as exc:  # noqa: BLE001  (a law bug must not leave the dryer uncontrolled)
-                self.metrics.inc("errors.step")
-                log_event(log, logging.ERROR, "step_failed", exc_info=True, t_s=t, detail=str(exc))
-                self._apply_safe_state(t, f"controller error: {exc}", code="controller_error")
-                self._wake.set()
-                continue
+            with clock_hold(self.clock):  # a lockstep clock waits for this step and its set-points
+                await self._step(inputs, t)
+
+    async def _step(self, inputs: Inputs, t: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(self.law.step, self._state, inputs, t)
+        except Exception as exc:  # noqa: BLE001  (a law bug must not leave the dryer uncontrolled)
+            self.metrics.inc("errors.step")
+            log_event(log, logging.ERROR, "step_failed", exc_info=True, t_s=t, detail=str(exc))
+            self._apply_safe_state(t, f"controller error: {exc}", code="controller_error")
+        else:
             latency = time.perf_counter() - t0
             self.metrics.inc("steps")
             self.metrics.set("last_step_latency_s", latency)
             self._emit(result, t)
-            self._wake.set()  # the publisher task sends it: the loop never waits for the network
+        self._wake.set()  # the publisher task sends it: the loop never waits for the network
+        if self._client is not None and getattr(self.clock, "hold", None) is not None:
+            await asyncio.sleep(0)  # lockstep: let the publisher take the set-points under this hold
 
     def _emit(self, result: StepResult, t_s: float) -> None:
         self._state = result.state
@@ -587,7 +592,8 @@ class ControllerDaemon:
                     self.metrics.inc("setpoints.queued", len(self._dirty))
                 continue
             try:
-                await self._flush()
+                with clock_hold(self.clock):
+                    await self._flush()
             except aiomqtt.MqttError as exc:  # the connection task notices the loss and reconnects
                 self.metrics.inc("setpoints.queued", len(self._dirty))
                 log_event(log, logging.WARNING, "publish_failed", detail=str(exc), queued_setpoints=len(self._dirty))

@@ -2,12 +2,15 @@
 
 Simulated and real time are interchangeable (style.md): every node takes a `Clock`
 (`ScaledClock` runs simulated time ``speedup`` times faster than the wall clock,
-`FakeClock` moves only when the code waits or the test advances it).
+`FakeClock` moves only when the code waits or the test advances it, `LockstepClock`
+moves only when every node in the process has finished the work of the current instant,
+so a plant, a vision node and the daemon sharing it never lag one another).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -15,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "ScaledClock", "SystemClock", "backoff_delay_s",
-           "parse_broker_url"]
+__all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SystemClock",
+           "backoff_delay_s", "clock_hold", "parse_broker_url"]
 
 #: Start of `FakeClock` by default: 2026-01-01T00:00:00Z (as the docs' examples).
 FAKE_EPOCH_S = 1_767_225_600.0
@@ -155,6 +158,146 @@ class FakeClock:
             await fut
         finally:
             self._waiters = [(t, f) for t, f in self._waiters if f is not fut]
+
+
+class LockstepClock:
+    """Simulated time shared by the nodes of one process, advancing only when they are all idle.
+
+    Time stands still while any node holds the clock (`hold`, or `acquire` / `release`
+    around work that belongs to the current instant: a plant step and its messages, a
+    frame estimate, a control step and its set-points). When nothing holds it, at least
+    one task waits in `sleep_until`, and nothing changed for ``settle_s`` real seconds
+    (messages in flight through the broker arrive within that), it jumps to the earliest
+    wake-up time. So the simulation runs as fast as the machine computes, and a slow
+    step delays the simulated time instead of making the controller lag the plant
+    (a `ScaledClock` on a loaded machine does the latter).
+
+    Parameters
+    ----------
+    start_s : float
+        Initial epoch time.
+    settle_s : float
+        Real seconds of quiet (no hold, no new sleeper) before time moves: the allowance
+        for messages in flight between the nodes (a local broker delivers in ~1 ms).
+
+    Notes
+    -----
+    The clock drives itself from a task of the running event loop; it must be used from
+    one loop (`now_s` may be read from worker threads). Nodes that do not hold the clock
+    around their work still run correctly, only without the lockstep guarantee.
+
+    Examples
+    --------
+    >>> clock = LockstepClock(settle_s=0.005)
+    >>> clock.now_s() == FAKE_EPOCH_S
+    True
+    """
+
+    def __init__(self, start_s: float = FAKE_EPOCH_S, *, settle_s: float = 0.01) -> None:
+        if isinstance(settle_s, bool) or not (isinstance(settle_s, (int, float)) and math.isfinite(settle_s)
+                                              and settle_s >= 0):
+            raise ValueError(f"settle_s: expected a number of seconds >= 0, found {settle_s!r}")
+        self._t = float(start_s)
+        self.realtime = False
+        self.settle_s = float(settle_s)
+        self.advances = 0
+        self._holds = 0
+        self._generation = 0
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+        self._changed: asyncio.Event | None = None
+        self._driver: asyncio.Task[None] | None = None
+
+    def now_s(self) -> float:
+        return self._t
+
+    @property
+    def holds(self) -> int:
+        """How many holds are active now."""
+        return self._holds
+
+    def _touch(self) -> None:
+        self._generation += 1
+        if self._changed is not None:
+            self._changed.set()
+
+    def acquire(self) -> None:
+        """Stop time until the matching `release`."""
+        self._holds += 1
+        self._touch()
+
+    def release(self) -> None:
+        """End one `acquire`; time may move again once no hold is left."""
+        if self._holds <= 0:
+            raise RuntimeError("LockstepClock.release() without acquire()")
+        self._holds -= 1
+        self._touch()
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Context manager: time stands still inside (work of the current instant)."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def _ensure_driver(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._driver is None or self._driver.done() or self._driver.get_loop() is not loop:
+            self._changed = asyncio.Event()
+            self._driver = loop.create_task(self._drive(), name="lockstep-clock")
+
+    async def _drive(self) -> None:
+        assert self._changed is not None
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            while self._waiters and not self._holds:
+                generation = self._generation
+                await asyncio.sleep(self.settle_s)
+                if generation != self._generation or self._holds:
+                    continue  # something happened: settle again (or wait for the release)
+                self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
+                if not self._waiters:
+                    break
+                t_next = min(t for t, _ in self._waiters)
+                self._t = max(self._t, t_next)
+                self.advances += 1
+                due = [f for t, f in self._waiters if t <= self._t]
+                self._waiters = [(t, f) for t, f in self._waiters if t > self._t]
+                for fut in due:
+                    fut.set_result(None)
+                self._touch()
+                break
+
+    async def sleep_until(self, t_s: float) -> None:
+        if t_s <= self._t:
+            await asyncio.sleep(0)
+            return
+        self._ensure_driver()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((float(t_s), fut))
+        self._touch()
+        try:
+            await fut
+        finally:
+            if not fut.done():
+                fut.cancel()
+            self._waiters = [(t, f) for t, f in self._waiters if f is not fut]
+
+    async def aclose(self) -> None:
+        """Stop the driver task (optional: it also ends with its event loop)."""
+        if self._driver is not None:
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._driver
+            self._driver = None
+
+
+def clock_hold(clock: Clock) -> contextlib.AbstractContextManager:
+    """``clock.hold()`` for clocks that advance in lockstep (`LockstepClock`), a no-op otherwise."""
+    hold = getattr(clock, "hold", None)
+    return hold() if callable(hold) else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- broker URL

@@ -1,7 +1,8 @@
 """The virtual line over MQTT: `sim_line.Line` as a plant that publishes sensors and frames.
 
 `run_sim_line` steps the line in simulated time on a clock (`ScaledClock`: real time
-times ``speedup``; `FakeClock` for tests), applies a disturbance scenario
+times ``speedup``; `LockstepClock`: shared with the other nodes of the process, time waits
+for every node's work; `FakeClock` for tests), applies a disturbance scenario
 (`sim_line._scenario`), and talks MQTT through ``aiomqtt``:
 
 Publishes (below ``mudcrack/<line_id>/``, QoS / retain from `controller._messages.POLICY`)
@@ -21,7 +22,9 @@ set-points come back with the subscription).
 
 Frames render in a worker thread. On a real-time clock the line does not wait for the
 camera: a frame that falls due while the previous one is still rendering is skipped (and
-counted); on a simulated clock (`FakeClock`) every frame renders in line, deterministically.
+counted); on a simulated clock (`LockstepClock`, `FakeClock`) every frame renders in line,
+deterministically. On a `LockstepClock` each step holds the clock until its readings and
+frame are published.
 
 Timestamps are on the clock's time base (epoch seconds): a reading taken at line time
 ``t`` is stamped ``clock start + t``. Receivers must use the same clock (the shared
@@ -47,8 +50,8 @@ from pathlib import Path
 import aiomqtt
 
 from ._frames import FRAME_ENCODINGS, Frame
-from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, ScaledClock,
-                              backoff_delay_s, parse_broker_url)
+from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, LockstepClock, ScaledClock, backoff_delay_s,
+                    clock_hold, parse_broker_url)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -70,7 +73,7 @@ from sim_line._line import Line, LineReadings, ZoneSetpoint
 from sim_line._scenario import CAMERA_SENSOR, LINE_SENSOR, Scenario, ScenarioPlayer, load_scenario
 from sim_line._surface import render_surface
 
-__all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "ScaledClock", "SimLineSummary", "main_sim_line", "parse_broker_url", "run_sim_line"]
+__all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SimLineSummary", "main_sim_line", "parse_broker_url", "run_sim_line"]
 
 log = logging.getLogger(__name__)
 
@@ -418,26 +421,33 @@ class _SimLineNode:
             if lag > max(10.0 * self.step_s, 5.0) and not warned:
                 warned = True
                 log.warning("the simulation is %.1f s behind the clock; lower the speedup", lag)
-            pending, self._pending = self._pending, {}
-            try:
-                readings = self.player.step(dt, pending)
-            except ValueError as exc:  # validated on receipt; a scenario/limit clash lands here
-                log.error("set-points not applied: %s", exc)
-                self.rejected[Reason.RANGE.value] += 1
-                readings = self.player.step(dt, None)
-            else:
-                self.applied += len(pending)
-            self.steps += 1
-            self._web_um += readings.web_speed_m_min / 60.0 * dt * 1e6
-            ts = self.t0_s + line.t_s
-            await self._publish_readings(readings, ts)
-            if self.publish_frames and line.t_s >= next_frame - 1e-9:
-                while next_frame <= line.t_s + 1e-9:
-                    next_frame += self.frame_interval_s
-                await self._capture(ts)
+            with clock_hold(self.clock):  # a lockstep clock waits for this step and its messages
+                next_frame = await self._step(dt, next_frame)
             if self.progress is not None:
                 self.progress(1)
         await self._camera_jobs.join()  # the last frame goes out before the connection closes
+
+    async def _step(self, dt: float, next_frame: float) -> float:
+        """One line step with the set-points received since the last; publish; returns the next frame time."""
+        line = self.line
+        pending, self._pending = self._pending, {}
+        try:
+            readings = self.player.step(dt, pending)
+        except ValueError as exc:  # validated on receipt; a scenario/limit clash lands here
+            log.error("set-points not applied: %s", exc)
+            self.rejected[Reason.RANGE.value] += 1
+            readings = self.player.step(dt, None)
+        else:
+            self.applied += len(pending)
+        self.steps += 1
+        self._web_um += readings.web_speed_m_min / 60.0 * dt * 1e6
+        ts = self.t0_s + line.t_s
+        await self._publish_readings(readings, ts)
+        if self.publish_frames and line.t_s >= next_frame - 1e-9:
+            while next_frame <= line.t_s + 1e-9:
+                next_frame += self.frame_interval_s
+            await self._capture(ts)
+        return next_frame
 
 
 def _check_positive(name: str, value: object, *, allow_none: bool = False) -> None:
@@ -475,6 +485,7 @@ async def run_sim_line(
     limits: Limits = DEFAULT_LIMITS,
     source: str = "sim-line",
     progress: Callable[[int], None] | None = None,
+    on_line: Callable[[Line], None] | None = None,
 ) -> SimLineSummary:
     """Run the virtual line as an MQTT plant until ``duration_s`` or ``stop_event``.
 
@@ -496,7 +507,8 @@ async def run_sim_line(
     seed : int
         Seed of the line (coater noise, film scatter) and of the scenario's draws.
     clock : Clock, optional
-        Time base (`ScaledClock`, `FakeClock`); message timestamps are on it.
+        Time base (`ScaledClock`, `FakeClock`, `LockstepClock` shared with the other nodes of the
+        process); message timestamps are on it.
     step_s : float
         Simulated seconds per line step; sensors are published after every step.
     frame_interval_s : float, optional
@@ -531,6 +543,9 @@ async def run_sim_line(
         ``source`` of the published messages.
     progress : callable, optional
         Called with 1 after every line step and its publications (progress bars, tests).
+    on_line : callable, optional
+        Called with the `sim_line.Line` once it is built (embedding: demos and tests record
+        the plant's ground truth from it; the line must not be stepped by the callee).
 
     Returns
     -------
@@ -568,6 +583,8 @@ async def run_sim_line(
     line = await asyncio.to_thread(Line, config, seed=seed)
     if publish_frames:  # load the renderer's compiled kernels now, not in the first frame of the run
         await asyncio.to_thread(render_surface, line.camera_snapshot(), shape_px=(16, 16))
+    if on_line is not None:
+        on_line(line)
     player = ScenarioPlayer(scenario, line, seed=seed)
     line_id = line.config.line_id if line_id is None else line_id
     try:

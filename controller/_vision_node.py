@@ -120,7 +120,8 @@ class _VisionNode:
 
     def __init__(self, *, broker_url: str, line_id: str, clock: Clock, estimator: Estimator, username: str | None,
                  password: str | None, client_id: str | None, reconnect_initial_s: float, reconnect_max_s: float,
-                 limits: Limits, max_frames: int | None, publish_timeout_s: float = 5.0) -> None:
+                 limits: Limits, max_frames: int | None, publish_timeout_s: float = 5.0,
+                 ready_event: asyncio.Event | None = None) -> None:
         self.address = parse_broker_url(broker_url)
         self.topics = Topics(line_id)  # raises MessageError (a ValueError) for a bad line id
         self.line_id = line_id
@@ -133,12 +134,14 @@ class _VisionNode:
         self.reconnect_max_s = float(reconnect_max_s)
         self.limits = limits
         self.max_frames = max_frames
+        self.ready_event = ready_event
         self.publish_timeout_s = publish_timeout_s
         self.tls = ssl.create_default_context() if self.address.tls else None
         self.counters: Counter[str] = Counter()
         self._rng = random.Random()
         self._pending: Frame | None = None  # the newest valid frame not yet taken by the worker
         self._frame_ready = asyncio.Event()
+        self._holding = False  # holds a LockstepClock while a frame waits or is estimated
         self._unsent: CrackEstimate | None = None  # the latest estimate made while disconnected
         self._client: aiomqtt.Client | None = None
         self._shutdown = asyncio.Event()
@@ -166,7 +169,18 @@ class _VisionNode:
             log_event(log, logging.DEBUG, "frame_skipped", frame_id=self._pending.meta.frame_id,
                       newer=msg.meta.frame_id)
         self._pending = msg
+        self._hold(True)  # a lockstep clock waits for this frame's estimate
         self._frame_ready.set()
+
+    def _hold(self, on: bool) -> None:
+        """Hold a lockstep clock (`LockstepClock.acquire`) while a frame waits or is estimated."""
+        if on == self._holding or not callable(getattr(self.clock, "acquire", None)):
+            return
+        self._holding = on
+        if on:
+            self.clock.acquire()
+        else:
+            self.clock.release()
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -182,19 +196,25 @@ class _VisionNode:
             if frame is None:
                 continue
             try:
-                est = await asyncio.to_thread(self._estimate, frame)
-            except Exception as exc:  # noqa: BLE001  (one bad frame must not stop the node)
-                self.counters["errors.estimate"] += 1
-                log_event(log, logging.ERROR, "estimate_failed", exc_info=True, frame_id=frame.meta.frame_id,
-                          detail=str(exc))
-                continue
-            self.counters["estimated"] += 1
-            log_event(log, logging.DEBUG, "estimate", frame_id=frame.meta.frame_id, alarm=est.alarm,
-                      score=est.score)
-            await self._send(est)
+                await self._estimate_and_send(frame)
+            finally:
+                if self._pending is None:
+                    self._hold(False)
             if self.max_frames is not None and self.counters["estimated"] >= self.max_frames:
                 self._done.set()
                 return
+
+    async def _estimate_and_send(self, frame: Frame) -> None:
+        try:
+            est = await asyncio.to_thread(self._estimate, frame)
+        except Exception as exc:  # noqa: BLE001  (one bad frame must not stop the node)
+            self.counters["errors.estimate"] += 1
+            log_event(log, logging.ERROR, "estimate_failed", exc_info=True, frame_id=frame.meta.frame_id,
+                      detail=str(exc))
+            return
+        self.counters["estimated"] += 1
+        log_event(log, logging.DEBUG, "estimate", frame_id=frame.meta.frame_id, alarm=est.alarm, score=est.score)
+        await self._send(est)
 
     def _estimate(self, frame: Frame) -> CrackEstimate:
         # runs in the worker thread; the clock is only read (now_s is thread-safe for all clocks)
@@ -255,6 +275,8 @@ class _VisionNode:
                                           timeout=self.publish_timeout_s, max_queued_incoming_messages=64,
                                           logger=log.getChild("client")) as client:
                     await client.subscribe(self.topics.frame, qos=POLICY[MessageKind.FRAME].qos)
+                    if self.ready_event is not None:
+                        self.ready_event.set()
                     self.counters["connections"] += 1
                     attempt = 0
                     log_event(log, logging.INFO, "connected", host=addr.host, port=addr.port,
@@ -320,7 +342,8 @@ async def run_vision_node(*, broker_url: str, line_id: str, clock: Clock | None 
                           stop_event: asyncio.Event | None = None, estimator: Estimator | None = None,
                           username: str | None = None, password: str | None = None, client_id: str | None = None,
                           reconnect_initial_s: float = 0.5, reconnect_max_s: float = 30.0,
-                          limits: Limits = DEFAULT_LIMITS, max_frames: int | None = None) -> VisionNodeSummary:
+                          limits: Limits = DEFAULT_LIMITS, max_frames: int | None = None,
+                          ready_event: asyncio.Event | None = None) -> VisionNodeSummary:
     """Run the vision node until ``stop_event`` is set (see the module docstring).
 
     Parameters
@@ -346,6 +369,8 @@ async def run_vision_node(*, broker_url: str, line_id: str, clock: Clock | None 
         Message limits of `decode` / `encode`.
     max_frames : int, optional
         Stop after this many frames have been estimated (tests, benchmarks).
+    ready_event : asyncio.Event, optional
+        Set once the node is subscribed to the frames (embedding: start the line after it).
 
     Returns
     -------
@@ -372,7 +397,7 @@ async def run_vision_node(*, broker_url: str, line_id: str, clock: Clock | None 
     node = _VisionNode(broker_url=broker_url, line_id=line_id, clock=clock or SystemClock(), estimator=estimator,
                        username=username, password=password, client_id=client_id,
                        reconnect_initial_s=reconnect_initial_s, reconnect_max_s=reconnect_max_s, limits=limits,
-                       max_frames=max_frames)
+                       max_frames=max_frames, ready_event=ready_event)
     return await node.run(stop_event)
 
 

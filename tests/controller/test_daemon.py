@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from controller._messages import (
     decode,
     encode,
 )
+from controller._mqtt import clock_hold
 from controller._sim_node import FAKE_EPOCH_S, FakeClock
 from mqtt_helpers import client, wait_until
 
@@ -236,25 +236,23 @@ async def camera_oracle(line, broker, topics: Topics, clock, stop: asyncio.Event
                                 risk=min(score / 10.0, 1.0), alarm=score >= 6.0, onset=bool(snap.cracked),
                                 onset_timestamp_s=t if snap.cracked else None,
                                 evidence={"surface_cif": float(snap.cif_2d_top)})
-            await c.publish(topics.surface_estimate, encode(msg), qos=1)
+            with clock_hold(clock):
+                await c.publish(topics.surface_estimate, encode(msg), qos=1)
             n += 1
             await clock.sleep_until(t + 1.0)
     return n
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("MUDCRACK_REALTIME_TESTS") != "1",
-                    reason="accelerated real-time closed loop is timing-dependent on 2 cores (1 of 4 clean runs "
-                           "lagged and failed); run with MUDCRACK_REALTIME_TESTS=1 until it runs on a lockstep clock")
 @pytest.mark.asyncio
 async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosquitto, line_id, topics, monkeypatch):
-    """The virtual line, a camera stand-in and the daemon over Mosquitto on one accelerated clock,
+    """The virtual line, a camera stand-in and the daemon over Mosquitto on one lockstep clock,
     against the fixed recipe (open loop) of the same line."""
     import sim_line
     from controller import _sim_node as _mqtt_node
-    from controller._sim_node import ScaledClock, run_sim_line
+    from controller._sim_node import LockstepClock, run_sim_line
 
-    minutes, tail_s, speedup = 12, 180, 24.0
+    minutes, tail_s = 12, 180
     lines = []
 
     def capture(*args, **kw):
@@ -263,14 +261,15 @@ async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosqu
         return line
 
     monkeypatch.setattr(_mqtt_node, "Line", capture)
-    clock = ScaledClock(speedup)
+    clock = LockstepClock()
+    clock.acquire()  # time stands still until every node is connected
     node = asyncio.create_task(run_sim_line(broker_url=mosquitto.url, line_id=line_id, clock=clock,
                                             duration_s=minutes * 60.0, publish_frames=False, seed=0))
-    async with client(mosquitto, line_id, "sensors/line") as (_, inbox):  # the line runs before the controller
-        await wait_until(lambda: inbox.messages, what="the line's first readings")
+    await wait_until(lambda: lines, what="the line")
     stop_camera = asyncio.Event()
     camera = asyncio.create_task(camera_oracle(lines[0], mosquitto, topics, clock, stop_camera))
     async with running(daemon_config(mosquitto, line_id), clock=clock) as run:
+        clock.release()
         plant = await node
         stop_camera.set()
         estimates = await camera
@@ -292,3 +291,4 @@ async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosqu
     assert np.nanmax(exited["residual_solvent_g_m2"]) <= limit
     assert summary.safe_steps == 0 and summary.messages_rejected == 0
     assert plant.setpoints_applied > 0 and plant.messages_rejected == 0
+    assert plant.max_lag_s == 0.0 and summary.steps_skipped == 0  # lockstep: nobody lags

@@ -16,6 +16,7 @@ from controller._messages import LineCommand, LineSensors, ZoneCommand, ZoneSens
 from controller._sim_node import (
     FAKE_EPOCH_S,
     FakeClock,
+    LockstepClock,
     ScaledClock,
     SimLineSummary,
     parse_broker_url,
@@ -69,6 +70,47 @@ async def test_fake_clock_manual_mode_wakes_sleepers_when_advanced():
     clock.advance(1.0)
     await asyncio.wait_for(task, 1.0)
     assert clock.now_s() == FAKE_EPOCH_S + 5
+
+
+@pytest.mark.asyncio
+async def test_lockstep_clock_stands_still_while_held_and_jumps_to_the_next_sleeper():
+    clock = LockstepClock(settle_s=0.002)
+    loop = asyncio.get_running_loop()
+    during_work, order = [], []
+
+    async def plant() -> None:  # a node whose work takes real time
+        t = clock.now_s()
+        for _ in range(4):
+            t += 1.0
+            await clock.sleep_until(t)
+            with clock.hold():
+                t_in = clock.now_s()
+                await asyncio.sleep(0.03)  # e.g. rendering a frame in a thread
+                during_work.append(clock.now_s() - t_in)
+                order.append(("plant", clock.now_s() - FAKE_EPOCH_S))
+
+    async def controller() -> None:  # a node on a finer grid with a message "in flight"
+        t = clock.now_s()
+        for _ in range(8):
+            t += 0.5
+            await clock.sleep_until(t)
+            clock.acquire()  # released by a callback 20 ms later, like a frame estimate
+            loop.call_later(0.02, clock.release)
+            order.append(("controller", clock.now_s() - FAKE_EPOCH_S))
+
+    r0 = loop.time()
+    await asyncio.wait_for(asyncio.gather(plant(), controller()), 10.0)
+    await clock.aclose()
+    assert during_work == [0.0] * 4  # time never moved while the plant worked
+    assert clock.now_s() == FAKE_EPOCH_S + 4.0 and clock.holds == 0
+    assert [t for _, t in order] == sorted(t for _, t in order)  # nobody ran ahead
+    assert sorted(t for n, t in order if n == "controller") == [0.5 * k for k in range(1, 9)]
+    assert clock.advances == 8  # the plant's seconds coincide with every other controller tick
+    assert loop.time() - r0 >= 4 * 0.03 + 4 * 0.02  # the held work really ran in between
+    with pytest.raises(RuntimeError, match="release"):
+        clock.release()
+    with pytest.raises(ValueError, match=r"settle_s: expected a number of seconds >= 0, found -1"):
+        LockstepClock(settle_s=-1)
 
 
 @pytest.mark.asyncio
