@@ -78,20 +78,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.closed_loop:
-        from controller._demo import main_demo
+    from controller._demo import main_demo
 
-        return main_demo(args.out, minutes=args.minutes or 12.0, speedup=args.speedup,
-                         broker_url=args.broker, seed=args.seed)
-    from sim_line._runner import run_line
-
-    minutes = args.minutes or 8.0
-    bar, update = _progress(int(round(minutes * 60)), "virtual line (default scenario)")
-    with bar:
-        summary = run_line(Path(args.out), config=None, minutes=minutes, seed=args.seed, progress=update)
-    print(summary.text)
-    print(f"  open {summary.out_dir / 'summary.png'} for the plots")
-    return 0
+    scenario = None if args.scenario == "none" else args.scenario
+    return main_demo(args.out, minutes=args.minutes, speedup=args.speedup, broker_url=args.broker, seed=args.seed,
+                     scenario=scenario)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -213,15 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="run the main job on embedded defaults (virtual line, default scenario)")
-    demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
-    demo.add_argument("--minutes", type=_positive_float, help="simulated minutes (default: 8; 12 with --closed-loop)")
+    demo = sub.add_parser("demo", help="the main job: open vs closed loop on the virtual line over MQTT, with a report")
+    demo.add_argument("--out", default="runs/demo", help="report folder (default: runs/demo)")
+    demo.add_argument("--minutes", type=_positive_float, default=12.0, help="simulated minutes per loop (default 12)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--closed-loop", action="store_true",
-                      help="open vs closed loop over MQTT: embedded amqtt broker (or --broker), virtual line, vision "
-                           "node and controller daemon at accelerated time; report.md with plots (~1 min)")
-    demo.add_argument("--broker", help="with --closed-loop: use this broker instead of the embedded one")
-    demo.add_argument("--speedup", type=_positive_float, default=24.0, help="with --closed-loop: clock speedup (24)")
+    demo.add_argument("--scenario", default="demo",
+                      help="disturbance scenario: a YAML path, a shipped name (demo, default, all_disturbances) or "
+                           "none (default: demo = configs/scenarios/demo.yaml)")
+    demo.add_argument("--broker", help="use this broker (mqtt://host:port) instead of the embedded amqtt broker")
+    demo.add_argument("--speedup", type=_positive_float,
+                      help="pace the loops on the wall clock at this many simulated seconds per second (default: "
+                           "lockstep, as fast as the nodes compute)")
     demo.set_defaults(func=_cmd_demo)
 
     sim = sub.add_parser("simulate", help="simulate the virtual line or a lab pin sample")

@@ -1,9 +1,11 @@
 """``mudcrack demo``: the virtual line open loop vs closed loop over MQTT, with a report.
 
 `run_demo` starts an embedded MQTT broker (amqtt, in-process, 127.0.0.1 on a free port)
-unless ``broker_url`` is given, then runs the same disturbance scenario
-(``configs/scenarios/default.yaml``: thicker coating from t = 60 s) on two virtual lines
-at once, on one accelerated clock (`ScaledClock`):
+unless ``broker_url`` is given, then runs the same scenario (``configs/scenarios/demo.yaml``:
+the fixed recipe, which cracks the coating at ~7 m, and a camera flicker) twice, one
+loop after the other, each on its own `LockstepClock` (time moves only when the line, the
+vision node and the controller have all finished the current instant, so the run is as
+fast as the machine computes and nobody lags, whatever the load):
 
 open loop   ``<run>-open``: the line on its fixed recipe + the vision node (no controller)
 closed loop ``<run>-closed``: the line + the vision node + the controller daemon
@@ -41,7 +43,7 @@ import pandas as pd
 
 from ._config import load_controller_config
 from ._messages import CrackEstimate, Decision, MessageError, MessageKind, Topics, decode
-from ._mqtt import ScaledClock, parse_broker_url
+from ._mqtt import LockstepClock, ScaledClock, clock_hold, parse_broker_url
 
 __all__ = ["DemoSummary", "EmbeddedBroker", "main_demo", "run_demo"]
 
@@ -49,6 +51,9 @@ Progress = Callable[[int], None]
 
 #: parcels exiting in this last part of the run are the "settled" numbers
 TAIL_FRACTION = 0.25
+#: the demo's camera takes a frame every 4 s of line time (configs/line.yaml: 2 s): in lockstep
+#: every frame is rendered and estimated, and half the frames halve the demo's wall time
+DEMO_FRAME_INTERVAL_S = 4.0
 
 
 # ----------------------------------------------------------------------------- embedded broker
@@ -128,28 +133,6 @@ class _Run:
         return step
 
 
-@contextlib.contextmanager
-def _capturing_lines(runs: list[_Run]):
-    """Hand each run the `Line` that `run_sim_line` builds for its config (run_sim_line has no hook)."""
-    from controller import _sim_node as _mqtt_node
-
-    original = _mqtt_node.Line
-    by_config = {id(r.config): r for r in runs}
-
-    def factory(config=None, *args, **kw):
-        line = original(config, *args, **kw)
-        run = by_config.get(id(config))
-        if run is not None:
-            run.line = line
-        return line
-
-    _mqtt_node.Line = factory
-    try:
-        yield
-    finally:
-        _mqtt_node.Line = original
-
-
 async def _listen(address, run: _Run, clock, ready: asyncio.Event) -> None:
     """Record the surface estimates and the controller's decisions of one line."""
     topics = Topics(run.line_id)
@@ -183,6 +166,10 @@ class DemoSummary:
     text: str
     wall_s: float
     broker: str
+
+
+def _pace(speedup: float | None) -> str:
+    return "in lockstep (as fast as the nodes compute)" if speedup is None else f"at {speedup:g}x real time"
 
 
 def _fmt(value: float, unit: str = "", digits: int = 1) -> str:
@@ -224,7 +211,7 @@ def _plt():
 
 
 def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: str, minutes: float,
-            speedup: float, seed: int, t0: dict[str, float], camera_m: float, limit: float, broker: str, wall_s: float) -> list[Path]:
+            speedup: float | None, seed: int, t0: dict[str, float], camera_m: float, limit: float, broker: str, wall_s: float) -> list[Path]:
     plt = _plt()
     files: list[Path] = []
     colors = {"open": "tab:red", "closed": "tab:blue"}
@@ -330,7 +317,7 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
     md = [
         "# mudcrack demo: open loop vs closed loop",
         "",
-        (f"Scenario {scenario_text}, {minutes:g} simulated min at {speedup:g}x, seed {seed}; "
+        (f"Scenario {scenario_text}, {minutes:g} simulated min {_pace(speedup)}, seed {seed}; "
         f"broker {broker}; wall time {wall_s:.0f} s. Camera (vision node) at {camera_m:g} m. "
         f"Settled window: coating leaving after {tail_min:g} min."),
         "",
@@ -397,30 +384,31 @@ def demo_steps(minutes: float) -> int:
     return 2 * math.ceil(minutes * 60.0)
 
 
-async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup: float = 24.0,
+async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup: float | None = None,
                          broker_url: str | None = None, seed: int = 0, progress: Progress | None = None,
                          camera_position_m: float = 7.5, frame_shape_px: tuple[int, int] = (256, 256),
-                         record_every_s: int = 5, scenario: str | Path | None = "default",
-                         frame_interval_s: float | None = None, open_loop_over_mqtt: bool = True) -> DemoSummary:
+                         record_every_s: int = 5, scenario: str | Path | None = "demo",
+                         frame_interval_s: float | None = DEMO_FRAME_INTERVAL_S,
+                         open_loop_over_mqtt: bool = True) -> DemoSummary:
     """`run_demo` inside a running event loop."""
     from sim_line._config import default_config_dir, load_line
     from controller._sim_node import run_sim_line
 
-    from ._daemon import run_daemon, with_broker_url
+    from ._daemon import ControllerDaemon, with_broker_url
     from ._vision_estimate import SurfaceEstimator
     from ._vision_node import run_vision_node
 
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and 0 < minutes <= 24 * 60):
         raise ValueError(f"minutes: expected 0 < minutes <= 1440, found {minutes!r}")
-    if not (isinstance(speedup, (int, float)) and math.isfinite(speedup) and speedup > 0):
-        raise ValueError(f"speedup: expected a positive number, found {speedup!r}")
+    if speedup is not None and not (isinstance(speedup, (int, float)) and math.isfinite(speedup) and speedup > 0):
+        raise ValueError(f"speedup: expected a positive number or None (lockstep), found {speedup!r}")
     wall0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from sim_line._scenario import load_scenario
 
-    if scenario == "default":
-        scenario = default_config_dir() / "scenarios" / "default.yaml"
+    if scenario in ("demo", "default", "all_disturbances"):
+        scenario = default_config_dir() / "scenarios" / f"{scenario}.yaml"
     scenario = load_scenario(scenario) if scenario is not None else None
     line_cfg, slurry = load_line(None)
     line_cfg = dataclasses.replace(line_cfg, camera=dataclasses.replace(line_cfg.camera,
@@ -431,40 +419,52 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
     duration_s = minutes * 60.0
 
     async def phase(run: _Run, broker_url: str, address, *, with_daemon: bool) -> None:
-        """One loop: the line, its vision node, (the daemon), and the recorder, on a fresh clock."""
-        clock = ScaledClock(speedup)
-        stop_vision = asyncio.Event()
-        stop_daemon = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            ready = asyncio.Event()
-            listener = tg.create_task(_listen(address, run, clock, ready))
-            await asyncio.wait_for(ready.wait(), 10.0)
-            vision = tg.create_task(run_vision_node(
-                broker_url=broker_url, line_id=run.line_id, clock=clock, stop_event=stop_vision,
-                estimator=SurfaceEstimator(source=f"vision-{run.name}")))
-            plant = tg.create_task(run_sim_line(
-                broker_url=broker_url, config=run.config, line_id=run.line_id, clock=clock, duration_s=duration_s,
-                scenario=scenario, seed=seed, frame_shape_px=frame_shape_px, frame_interval_s=frame_interval_s,
-                publish_frames=True, progress=run.on_step(record_every_s, progress, clock)))
-            daemon = None
-            if with_daemon:  # the controller starts once the line has a first camera estimate
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 60.0
-                while not run.estimates and loop.time() < deadline and not plant.done():
-                    await asyncio.sleep(0.02)
-                cfg = with_broker_url(ctl, broker_url)
-                cfg = dataclasses.replace(cfg, line_id=run.line_id,
-                                          mqtt=dataclasses.replace(cfg.mqtt, client_id=f"ctl-{run.line_id}"))
-                daemon = tg.create_task(run_daemon(cfg, clock=clock, stop_event=stop_daemon, seed=seed,
-                                                   startup_grace_s=60.0))
-            run.plant = await plant
-            if daemon is not None:
-                stop_daemon.set()
-                run.daemon = await daemon
-            stop_vision.set()
-            run.vision = await vision
-            await asyncio.sleep(0.2)  # the last decisions / estimates reach the recorder
-            listener.cancel()
+        """One loop: the recorder, the vision node, (the daemon) and the line, on a fresh clock.
+
+        On the lockstep clock time stands still until every node is connected, then moves
+        only when all of them have finished the current instant (nobody lags)."""
+        clock = LockstepClock() if speedup is None else ScaledClock(speedup)
+        stop_vision, stop_daemon = asyncio.Event(), asyncio.Event()
+        with contextlib.ExitStack() as held:
+            held.enter_context(clock_hold(clock))
+            async with asyncio.TaskGroup() as tg:
+                ready, vision_ready = asyncio.Event(), asyncio.Event()
+                listener = tg.create_task(_listen(address, run, clock, ready))
+                await asyncio.wait_for(ready.wait(), 30.0)
+                vision = tg.create_task(run_vision_node(
+                    broker_url=broker_url, line_id=run.line_id, clock=clock, stop_event=stop_vision,
+                    estimator=SurfaceEstimator(source=f"vision-{run.name}"), ready_event=vision_ready))
+                await asyncio.wait_for(vision_ready.wait(), 30.0)
+                daemon_task = None
+                if with_daemon:
+                    cfg = with_broker_url(ctl, broker_url)
+                    cfg = dataclasses.replace(cfg, line_id=run.line_id,
+                                              mqtt=dataclasses.replace(cfg.mqtt, client_id=f"ctl-{run.line_id}"))
+                    daemon = ControllerDaemon(cfg, clock=clock, seed=seed, startup_grace_s=60.0)
+                    daemon_task = tg.create_task(daemon.run(stop_daemon))
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + 30.0
+                    while not daemon.connected and not daemon_task.done() and loop.time() < deadline:
+                        await asyncio.sleep(0.01)
+                    if not daemon.connected:
+                        raise RuntimeError(f"the controller daemon did not connect to {broker_url} within 30 s")
+                plant = tg.create_task(run_sim_line(
+                    broker_url=broker_url, config=run.config, line_id=run.line_id, clock=clock,
+                    duration_s=duration_s, scenario=scenario, seed=seed, frame_shape_px=frame_shape_px,
+                    frame_interval_s=frame_interval_s, publish_frames=True,
+                    progress=run.on_step(record_every_s, progress, clock),
+                    on_line=lambda line: setattr(run, "line", line)))
+                held.close()  # every node is up: let time run
+                run.plant = await plant
+                if daemon_task is not None:
+                    stop_daemon.set()
+                    run.daemon = await daemon_task
+                stop_vision.set()
+                run.vision = await vision
+                await asyncio.sleep(0.2)  # the last decisions / estimates reach the recorder
+                listener.cancel()
+        if isinstance(clock, LockstepClock):
+            await clock.aclose()
 
     async with contextlib.AsyncExitStack() as stack:
         if broker_url is None:
@@ -474,7 +474,6 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
         else:
             broker_text = broker_url
         address = parse_broker_url(broker_url)
-        stack.enter_context(_capturing_lines(list(runs.values())))
         if open_loop_over_mqtt:
             await phase(runs["open"], broker_url, address, with_daemon=False)
             await phase(runs["closed"], broker_url, address, with_daemon=True)
@@ -494,8 +493,8 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
                     camera_m=camera_position_m, limit=limit, broker=broker_text, wall_s=wall_s)
     o, c = numbers["open"], numbers["closed"]
     text = "\n".join([
-        (f"mudcrack demo: scenario {scenario.name if scenario is not None else 'none'}, {minutes:g} min at "
-         f"{speedup:g}x, seed {seed} ({broker_text})  ->  {out}"),
+        (f"mudcrack demo: scenario {scenario.name if scenario is not None else 'none'}, {minutes:g} min "
+         f"{_pace(speedup)}, seed {seed} ({broker_text})  ->  {out}"),
         "                               open loop    closed loop",
         f"  cracked (whole run)          {_fmt(o['cracked_pct'], ' %', 0):>9}    {_fmt(c['cracked_pct'], ' %', 0):>9}",
         (f"  cracked (last {100 * TAIL_FRACTION:.0f} % of run)   "
@@ -512,7 +511,7 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
     return DemoSummary(out, tuple(files), numbers, text, wall_s, broker_text)
 
 
-def run_demo(out_dir: str | Path, *, minutes: float = 12.0, speedup: float = 24.0, broker_url: str | None = None,
+def run_demo(out_dir: str | Path, *, minutes: float = 12.0, speedup: float | None = None, broker_url: str | None = None,
              seed: int = 0, progress: Progress | None = None, **kw) -> DemoSummary:
     """Run the open- and closed-loop demo and write its report (see the module docstring).
 
@@ -522,10 +521,13 @@ def run_demo(out_dir: str | Path, *, minutes: float = 12.0, speedup: float = 24.
         Report folder: ``report.md``, ``cracks.png``, ``exit_and_energy.png``, ``setpoints.png``,
         ``summary.txt`` and CSVs.
     minutes : float
-        Simulated minutes of each run (the thicker coating reaches the exit ~5 min in; the
-        settled numbers are over the last quarter).
-    speedup : float
-        Simulated seconds per real second (24: 12 min in 30 s).
+        Simulated minutes of each run (the web needs 4 min from the coater to the exit and the
+        controller ~5 min to settle; the settled numbers are over the last quarter).
+    speedup : float, optional
+        None (default): one `LockstepClock` per loop, time moves when the line, the vision
+        node and the controller have all finished the current instant (as fast as the
+        machine computes, nobody lags); a number: `ScaledClock`, simulated seconds per real
+        second (to watch it live, e.g. on a dashboard subscribed to the broker).
     broker_url : str, optional
         ``mqtt://host[:port]`` of a running broker; default: an embedded amqtt broker.
     seed : int
@@ -534,7 +536,8 @@ def run_demo(out_dir: str | Path, *, minutes: float = 12.0, speedup: float = 24.
         Called with 1 after every line step of either line (`demo_steps` of them in all).
     **kw
         ``camera_position_m`` (7.5), ``frame_shape_px`` ((256, 256)), ``record_every_s`` (5),
-        ``scenario`` (path).
+        ``frame_interval_s`` (4), ``scenario`` (a path, a shipped name ``demo`` / ``default`` /
+        ``all_disturbances``, or None for no disturbance).
 
     Returns
     -------
@@ -544,8 +547,9 @@ def run_demo(out_dir: str | Path, *, minutes: float = 12.0, speedup: float = 24.
                                       progress=progress, **kw))
 
 
-def main_demo(out_dir: str | Path = "runs/demo", *, minutes: float = 12.0, speedup: float = 24.0,
-              broker_url: str | None = None, seed: int = 0, show_progress: bool = True) -> int:
+def main_demo(out_dir: str | Path = "runs/demo", *, minutes: float = 12.0, speedup: float | None = None,
+              broker_url: str | None = None, seed: int = 0, scenario: str | Path | None = "demo",
+              show_progress: bool = True) -> int:
     """``mudcrack demo``: run, print the summary; exit status 0."""
     bar = None
     update = None
@@ -557,7 +561,7 @@ def main_demo(out_dir: str | Path = "runs/demo", *, minutes: float = 12.0, speed
         update = bar.update
     try:
         summary = run_demo(out_dir, minutes=minutes, speedup=speedup, broker_url=broker_url, seed=seed,
-                           progress=update)
+                           progress=update, scenario=scenario)
     finally:
         if bar is not None:
             bar.close()

@@ -11,9 +11,28 @@ import yaml
 from controller._cli import main
 
 
-def test_demo_writes_run_folder(tmp_path, capsys):
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
+def test_demo_runs_both_loops_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--minutes", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--minutes", "1", "--scenario", "none"]) == 0
+    text = capsys.readouterr().out
+    assert "open loop    closed loop" in text and "in lockstep" in text and "embedded amqtt" in text
+    assert (out / "report.md").is_file() and (out / "setpoints.png").stat().st_size > 10_000
+    assert len(pd.read_csv(out / "timeseries_closed.csv")) == 12  # one row per 5 s of a 60 s run
+    import gc
+
+    gc.collect()  # amqtt leftovers (see test_demo.py)
+
+
+def test_demo_names_a_missing_scenario_file(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scenario", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml" in err and "mudcrack: error" in err
+
+
+def test_simulate_line_writes_run_folder(tmp_path, capsys):
+    out = tmp_path / "line"
+    assert main(["simulate", "--out", str(out), "--minutes", "1"]) == 0
     text = capsys.readouterr().out
     assert "parcels out of the dryer" in text and "residual NMP at exit" in text
     ts = pd.read_csv(out / "timeseries.csv")
