@@ -245,26 +245,19 @@ async def camera_oracle(line, broker, topics: Topics, clock, stop: asyncio.Event
 
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosquitto, line_id, topics, monkeypatch):
+async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosquitto, line_id, topics):
     """The virtual line, a camera stand-in and the daemon over Mosquitto on one lockstep clock,
     against the fixed recipe (open loop) of the same line."""
     import sim_line
-    from controller import _sim_node as _mqtt_node
     from controller._sim_node import LockstepClock, run_sim_line
 
     minutes, tail_s = 12, 180
     lines = []
-
-    def capture(*args, **kw):
-        line = sim_line.Line(*args, **kw)
-        lines.append(line)
-        return line
-
-    monkeypatch.setattr(_mqtt_node, "Line", capture)
     clock = LockstepClock()
     clock.acquire()  # time stands still until every node is connected
     node = asyncio.create_task(run_sim_line(broker_url=mosquitto.url, line_id=line_id, clock=clock,
-                                            duration_s=minutes * 60.0, publish_frames=False, seed=0))
+                                            duration_s=minutes * 60.0, publish_frames=False, seed=0,
+                                            on_line=lines.append))
     await wait_until(lambda: lines, what="the line")
     stop_camera = asyncio.Event()
     camera = asyncio.create_task(camera_oracle(lines[0], mosquitto, topics, clock, stop_camera))
