@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
@@ -218,7 +219,10 @@ class _VisionNode:
 
     def _estimate(self, frame: Frame) -> CrackEstimate:
         # runs in the worker thread; the clock is only read (now_s is thread-safe for all clocks)
-        return self.estimator.estimate(frame, now_s=self.clock.now_s())
+        est = self.estimator.estimate(frame, now_s=self.clock.now_s())
+        # stamped when it exists (a 1 MP estimate takes ~1-2 s); the frame's time stays in
+        # sample_timestamp_s
+        return dataclasses.replace(est, timestamp_s=max(est.timestamp_s, self.clock.now_s()))
 
     async def _send(self, est: CrackEstimate) -> None:
         """Publish ``est`` now, or keep it (latest only) for the reconnection."""

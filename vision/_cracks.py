@@ -101,8 +101,14 @@ def _background(img: NDArray[np.float32], block: int) -> NDArray[np.float32]:
     grid = np.percentile(blocks, _BACKGROUND_PERCENTILE, axis=2).astype(np.float32)
     if min(nby, nbx) >= 3:
         grid = ndi.median_filter(grid, size=3, mode="nearest")
-    bg = cv2.resize(grid, (nbx * bx, nby * by), interpolation=cv2.INTER_LINEAR)[:h, :w]
-    bg = cv2.GaussianBlur(bg, (0, 0), sigmaX=0.5 * block, borderType=cv2.BORDER_REFLECT)
+    # smooth at 1/16 of the block (the level varies over blocks, not pixels), then upsample:
+    # the same surface within ~1e-3 (~1 % at the frame's border), at 1/50 of the cost of a
+    # full-resolution Gaussian of sigma = block / 2 (that blur was 40 % of a 1 MP estimate)
+    f = max(1, block // 16)
+    hs, ws = -(-nby * by // f), -(-nbx * bx // f)
+    small = cv2.resize(grid, (ws, hs), interpolation=cv2.INTER_LINEAR)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=0.5 * block / f, borderType=cv2.BORDER_REFLECT)
+    bg = cv2.resize(small, (ws * f, hs * f), interpolation=cv2.INTER_LINEAR)[:h, :w]
     floor = max(float(np.percentile(grid, 50)) * 1e-3, 1e-12)
     return np.maximum(bg, floor)
 

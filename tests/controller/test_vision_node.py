@@ -107,6 +107,37 @@ async def test_publishes_an_estimate_per_frame_with_the_alarm_of_the_frame(mosqu
     assert "vision-node" in summary.text()
 
 
+class _TakesTime:
+    """The real estimator plus 0.3 s of real time (a 1 MP estimate takes 1-2 s)."""
+
+    def __init__(self) -> None:
+        from controller._vision_estimate import SurfaceEstimator
+
+        self.inner = SurfaceEstimator()
+
+    def estimate(self, frame: Frame, *, now_s: float) -> CrackEstimate:
+        time.sleep(0.3)
+        return self.inner.estimate(frame, now_s=now_s)
+
+
+@pytest.mark.asyncio
+async def test_estimates_are_stamped_when_they_exist_and_keep_the_frame_time(mosquitto, line_id, topics, images):
+    async with estimates_client(mosquitto, topics) as (c, received):
+        node, stop = await _start(mosquitto, line_id, estimator=_TakesTime())
+        await _wait_connected(mosquitto, topics, c, received, node)
+        n0 = len(received)
+        t_frame = time.time()
+        await c.publish(topics.frame, encode(Frame.from_image(images["cracked"], frame_id=7, um_per_px=UM_PER_PX,
+                                                              position_m=7.0, timestamp_s=t_frame,
+                                                              source="test-camera", seq=7)), qos=1)
+        await wait_until(lambda: any(e.frame_id == 7 for e in received[n0:]), what="the estimate")
+        stop.set()
+        await asyncio.wait_for(node, 10.0)
+    est = next(e for e in received[n0:] if e.frame_id == 7)
+    assert est.sample_timestamp_s == pytest.approx(t_frame)
+    assert est.timestamp_s - t_frame >= 0.3  # after the estimate, not when it started
+
+
 @pytest.mark.asyncio
 async def test_rejects_malformed_frames_and_keeps_working(mosquitto, line_id, topics, images):
     async with estimates_client(mosquitto, topics) as (c, received):
