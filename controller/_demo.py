@@ -196,7 +196,8 @@ def _numbers(run: _Run, minutes: float, t0_s: float) -> dict[str, float]:
         "estimates": float(len(run.estimates)),
         "estimates_alarm": float(sum(e["alarm"] for e in run.estimates)),
         "decisions": float(len(run.decisions)),
-        "moves": float(sum(d["action"] not in ("hold",) for d in run.decisions)),
+        "moves": float(sum(d["action"] != "hold" and not str(d["reason"]).startswith("shutdown")
+                           for d in run.decisions)),
     }
 
 
@@ -292,7 +293,8 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
         ax[1].plot(ts_c.t_s / 60.0, ts_c[f"{z}_airflow_m3_h"], color=zc[i], lw=0.8, alpha=0.6)
         ax[1].plot(ts_o.t_s / 60.0, ts_o[f"{z}_airflow_setpoint_m3_h"], color=zc[i], ls=":", lw=0.8)
     dec = data["closed"][3]
-    moves = dec[dec.action != "hold"] if len(dec) else dec
+    # moves: what the law changed (not holds, not the daemon's own safe state when it stops)
+    moves = dec[(dec.action != "hold") & ~dec.reason.astype(str).str.startswith("shutdown")] if len(dec) else dec
     for _, d in moves.iterrows():
         for a in ax:
             a.axvline(d.t_s / 60.0, color="grey", lw=0.5, alpha=0.5)
