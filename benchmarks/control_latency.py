@@ -8,7 +8,7 @@ does, instead of one process each as deployed). ~2.5 min on 2 cores.
 
 What runs: the script starts Mosquitto (``$MOSQUITTO``, ``PATH`` or ``/usr/sbin``) on a
 free loopback port with a generated config (falls back to the embedded amqtt broker
-`controller._demo.EmbeddedBroker` if Mosquitto is missing; the tables say which), then
+`controller._broker.EmbeddedBroker` if Mosquitto is missing; the tables say which), then
 the real components (their code unchanged, observed through the hooks below):
 `controller._vision_node.run_vision_node` with the
 default `SurfaceEstimator`, and `controller._daemon.ControllerDaemon` with the shipped
@@ -81,9 +81,6 @@ import multiprocessing as mp
 import os
 import queue
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -138,90 +135,22 @@ def _timed(fn: Callable[[], object], n: int, warmup: int = 1) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- brokers
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def mosquitto_binary() -> str | None:
-    for path in (os.environ.get("MOSQUITTO"), shutil.which("mosquitto"), "/usr/sbin/mosquitto",
-                 "/usr/local/sbin/mosquitto"):
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-class Mosquitto:
-    """A Mosquitto process on a free loopback port with a generated config (as tests/conftest.py)."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary, self.host, self.port = binary, "127.0.0.1", _free_port()
-        self.config_path = workdir / "mosquitto.conf"
-        self.log_path = workdir / "mosquitto.log"
-        self.config_path.write_text("\n".join([
-            f"listener {self.port} {self.host}", "allow_anonymous true", "persistence false",
-            "log_dest stderr", "log_type error", "log_type warning", "log_type notice", ""]), encoding="utf-8")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    def version(self) -> str:
-        try:
-            out = subprocess.run([self.binary, "-h"], check=False, capture_output=True, text=True, timeout=5).stdout
-            return out.splitlines()[0].split(" running")[0].strip() if out else "mosquitto"
-        except (OSError, subprocess.SubprocessError):
-            return "mosquitto"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL,
-                                         stdout=log_file, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10.0
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with status {self.proc.returncode} on port {self.port}:\n"
-                                   f"{self.log_path.read_text(errors='replace')}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"mosquitto did not accept connections on port {self.port} within 10 s") from None
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5.0)
-
-
 @contextlib.asynccontextmanager
 async def broker(kind: str, workdir: Path):
     """Yield ``(url, label)`` of a running broker: Mosquitto if available (or asked), else embedded amqtt."""
-    binary = mosquitto_binary() if kind in ("auto", "mosquitto") else None
+    from controller._broker import EmbeddedBroker, MosquittoBroker, find_mosquitto
+
+    binary = find_mosquitto() if kind in ("auto", "mosquitto") else None
     if kind == "mosquitto" and binary is None:
         raise RuntimeError("--broker mosquitto: no mosquitto binary ($MOSQUITTO, PATH, /usr/sbin)")
     if binary is not None:
-        m = Mosquitto(binary, workdir)
+        m = MosquittoBroker(binary, workdir)
         m.start()
         try:
             yield m.url, f"Mosquitto ({m.version()}, own process) {m.url}"
         finally:
             m.stop()
         return
-    from controller._demo import EmbeddedBroker
-
     async with EmbeddedBroker() as b:
         why = "forced by --broker amqtt" if kind == "amqtt" else "mosquitto not installed"
         yield b.url, f"embedded amqtt in this script's event loop ({why}) {b.url}"

@@ -28,19 +28,19 @@ import asyncio
 import contextlib
 import dataclasses
 import math
-import socket
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+
 
 import aiomqtt
 import numpy as np
 import pandas as pd
 
+from ._broker import EmbeddedBroker
 from ._config import load_controller_config
 from ._messages import CrackEstimate, Decision, MessageError, MessageKind, Topics, decode
 from ._mqtt import LockstepClock, ScaledClock, clock_hold, parse_broker_url
@@ -56,52 +56,6 @@ TAIL_FRACTION = 0.25
 DEMO_FRAME_INTERVAL_S = 4.0
 
 
-# ----------------------------------------------------------------------------- embedded broker
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-class EmbeddedBroker:
-    """An amqtt broker (MQTT 3.1.1) in this event loop on 127.0.0.1, anonymous clients allowed.
-
-    Use ``async with EmbeddedBroker() as broker: broker.url``.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
-        self.host, self.port = host, port or _free_port(host)
-        self._broker = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    async def start(self) -> None:
-        try:
-            from amqtt.broker import Broker
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise RuntimeError("the embedded broker needs amqtt (pip install amqtt), or pass --broker URL") from exc
-        config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
-        self._broker = Broker(config)
-        await self._broker.start()
-
-    async def stop(self) -> None:
-        if self._broker is not None:
-            broker, self._broker = self._broker, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(broker.shutdown(), 10.0)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
-
-
-# ----------------------------------------------------------------------------- recording
 @dataclass
 class _Run:
     """One line of the demo (open or closed loop) and what was recorded of it."""
