@@ -132,6 +132,8 @@ class SupervisorConfig:
     settle_tolerance_fraction: float = _num(0.05, gt=0.0, hi=1.0)
     model_margin_step: float = _num(0.01, lo=0.0, hi=0.5)
     model_margin_max: float = _num(0.1, lo=0.0, hi=1.0)
+    solvent_lel_vol_pct: float = _num(1.3, gt=0.0, hi=100.0)
+    solvent_molar_mass_g_mol: float = _num(99.13, gt=0.0)
 
     def __post_init__(self) -> None:
         for up, down in (("surface_risk_up", "surface_risk_down"), ("lab_risk_up", "lab_risk_down"),

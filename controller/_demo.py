@@ -130,7 +130,9 @@ def _fmt(value: float, unit: str = "", digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}{unit}"
 
 
-def _numbers(run: _Run, minutes: float, t0_s: float) -> dict[str, float]:
+def _numbers(run: _Run, minutes: float, t0_s: float, ctl) -> dict[str, float]:
+    from ._law_supervisor import lel_g_m3
+
     ex = run.line.exited()
     ts = pd.DataFrame(run.rows)
     end = minutes * 60.0 * (1.0 - TAIL_FRACTION)
@@ -138,8 +140,13 @@ def _numbers(run: _Run, minutes: float, t0_s: float) -> dict[str, float]:
     zones = run.line.zone_names
     power = sum(ts[f"{z}_heater_power_kw"] + ts[f"{z}_fan_power_kw"] for z in zones) if len(ts) else pd.Series([])
     energy = float(np.trapezoid(power, ts["t_s"]) / 3600.0) if len(ts) > 1 else math.nan
+    lel_pct = math.nan  # highest zone solvent vapour, % of the lower explosive limit at the zone temperature
+    if len(ts) and all(f"{z}_solvent_concentration_g_m3" in ts for z in zones):
+        lel_pct = 100.0 * float(max(np.nanmax(ts[f"{z}_solvent_concentration_g_m3"]
+                                              / lel_g_m3(ctl, ts[f"{z}_temperature_c"])) for z in zones))
     return {
         "parcels_exited": float(len(ex)),
+        "max_zone_lel_pct": lel_pct,
         "cracked_pct": 100.0 * float(ex["cracked"].mean()) if len(ex) else math.nan,
         "cracked_tail_pct": 100.0 * float(tail["cracked"].mean()) if len(tail) else math.nan,
         "mean_exit_cif_3d_pct": 100.0 * float(ex["cif_3d"].mean()) if len(ex) else math.nan,
@@ -287,6 +294,8 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
         (f"| max residual NMP at exit (limit {limit:g} g/m2) | {_fmt(o['max_exit_residual_g_m2'], ' g/m2', 3)} | "
         f"{_fmt(c['max_exit_residual_g_m2'], ' g/m2', 3)} |"),
         f"| dryer energy (heater + fans) | {_fmt(o['energy_kwh'], ' kWh', 2)} | {_fmt(c['energy_kwh'], ' kWh', 2)} |",
+        (f"| highest zone solvent vapour (% of the LEL; not yet a controller constraint) | "
+         f"{_fmt(o['max_zone_lel_pct'], ' %', 0)} | {_fmt(c['max_zone_lel_pct'], ' %', 0)} |"),
         (f"| vision estimates (alarming) | {o['estimates']:.0f} ({o['estimates_alarm']:.0f}) | "
         f"{c['estimates']:.0f} ({c['estimates_alarm']:.0f}) |"),
         f"| controller decisions (moves) | - | {c['decisions']:.0f} ({c['moves']:.0f}) |",
@@ -441,7 +450,7 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
             finally:
                 await offline
     t0 = {name: run.t0_s if run.t0_s is not None else 0.0 for name, run in runs.items()}
-    numbers = {name: _numbers(run, minutes, t0[name]) for name, run in runs.items()}
+    numbers = {name: _numbers(run, minutes, t0[name], ctl) for name, run in runs.items()}
     wall_s = time.perf_counter() - wall0
     limit = line_cfg.exit_residual_solvent_limit_g_m2
     scenario_text = f"`{scenario.name}` ({scenario.description})" if scenario is not None else "none (no disturbance)"
@@ -458,6 +467,7 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
         (f"  max exit NMP (limit {limit:g} g/m2) {_fmt(o['max_exit_residual_g_m2'], '', 3):>7}    "
         f"{_fmt(c['max_exit_residual_g_m2'], '', 3):>9}"),
         f"  energy heater+fans (kWh)     {_fmt(o['energy_kwh'], '', 2):>9}    {_fmt(c['energy_kwh'], '', 2):>9}",
+        f"  max zone solvent (% LEL)     {_fmt(o['max_zone_lel_pct'], '', 0):>9}    {_fmt(c['max_zone_lel_pct'], '', 0):>9}",
         (f"  controller decisions: {c['decisions']:.0f} ({c['moves']:.0f} moves); vision estimates "
         f"{o['estimates']:.0f} / {c['estimates']:.0f}"),
         f"  report: {out / 'report.md'} (cracks.png, exit_and_energy.png, setpoints.png); wall {wall_s:.0f} s",

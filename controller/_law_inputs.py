@@ -62,6 +62,9 @@ class Prediction:
     crack_probability: F
     cif_3d: F  # expected 3D crack intensity
     surface_cif: F  # expected surface (2D top) crack intensity
+    #: (K, Z) solvent vapour in each zone's air at the candidate's steady state, g/m3 (None: the
+    #: model does not predict it; the solvent-load limit then only acts on measurements)
+    zone_solvent_g_m3: F | None = None
 
 
 class Predictor(Protocol):
@@ -88,6 +91,7 @@ class PlanPrediction:
     exit_residual_solvent_g_m2: float
     crack_probability: float
     surface_cif: float
+    solvent_lel_fraction: float = 0.0  # highest zone solvent load / lower explosive limit
 
 
 # =============================================================================== inputs

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ._config import ControllerConfig
 from ._law_inputs import F, Inputs, LineConditions, PlanPrediction, Predictor
 from ._law_state import Action, Decision, LawState, Reason
 
-__all__: list[str] = []
+__all__ = ["lel_g_m3"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class _Judged:
     ratio: F
     residual: F
     surface_cif: F
+    lel: F  # highest zone solvent load / lower explosive limit (worst case); reported, not constrained
     plans: tuple[PlanPrediction, ...] = field(repr=False)
 
 
@@ -66,6 +67,7 @@ class _Supervisor:
         ratio = np.asarray(p.peak_stress_ratio, dtype=float).reshape(k, v)
         resid = np.nan_to_num(np.asarray(p.exit_residual_solvent_g_m2, dtype=float), nan=np.inf).reshape(k, v)
         cif = np.asarray(p.surface_cif, dtype=float).reshape(k, v)
+        lel = self._lel_fraction(p.zone_solvent_g_m3, np.repeat(temps, v, axis=0)).reshape(k, v).max(axis=1)
         worst = np.argmax(np.nan_to_num(ratio, nan=np.inf), axis=1)
         mid = v // 2
         plans = []
@@ -76,9 +78,15 @@ class _Supervisor:
                 peak_stress_ratio=float(ratio[i].max()), peak_stress_m=float(p.peak_stress_m[w]),
                 peak_zone=self._zone_name(p.peak_zone[w]), dry_position_m=float(np.max(p.dry_position_m[i * v:(i + 1) * v])),
                 exit_residual_solvent_g_m2=float(resid[i].max()), crack_probability=float(np.max(p.crack_probability[i * v:(i + 1) * v])),
-                surface_cif=float(cif[i].max()),
+                surface_cif=float(cif[i].max()), solvent_lel_fraction=float(lel[i]),
             ))
-        return _Judged(temps, flows, ratio.max(axis=1), resid.max(axis=1), cif.max(axis=1), tuple(plans))
+        return _Judged(temps, flows, ratio.max(axis=1), resid.max(axis=1), cif.max(axis=1), lel, tuple(plans))
+
+    def _lel_fraction(self, zone_solvent_g_m3: F | None, temps: F) -> F:
+        """(K,) highest ratio of zone solvent vapour to the lower explosive limit at the zone's air temperature."""
+        if zone_solvent_g_m3 is None:
+            return np.zeros(temps.shape[0])
+        return np.max(np.asarray(zone_solvent_g_m3, dtype=float) / lel_g_m3(self.config, temps), axis=1)
 
     def _zone_name(self, index: int) -> str | None:
         i = int(index)
@@ -349,9 +357,17 @@ class _Supervisor:
         return out
 
 
+def lel_g_m3(config: ControllerConfig, temperature_c: ArrayLike) -> F:
+    """Lower explosive limit of the solvent vapour in air at ``temperature_c``, g/m3 (ideal gas, 1 atm)."""
+    sup = config.supervisor
+    t_k = np.asarray(temperature_c, dtype=float) + 273.15
+    return sup.solvent_lel_vol_pct / 100.0 * 101_325.0 * sup.solvent_molar_mass_g_mol / (8.314_462_618 * t_k)
+
+
 def _take(j: _Judged, i: int) -> _Judged:
     sl = slice(i, i + 1)
-    return _Judged(j.temperature_c[sl], j.airflow_m3_h[sl], j.ratio[sl], j.residual[sl], j.surface_cif[sl], j.plans[sl])
+    return _Judged(j.temperature_c[sl], j.airflow_m3_h[sl], j.ratio[sl], j.residual[sl], j.surface_cif[sl],
+                   j.lel[sl], j.plans[sl])
 
 
 def _index(names: Sequence[str], name: str | None) -> int | None:
@@ -376,5 +392,6 @@ def _change_text(c: tuple[str, str, float, float]) -> str:
 
 def _risk_text(p: PlanPrediction) -> str:
     where = f"front enters the pores at {p.critical_point_m:.2f} m" if math.isfinite(p.critical_point_m) else "front not in the pores before the exit"
+    air = f", zone air up to {100 * p.solvent_lel_fraction:.0f} % LEL" if p.solvent_lel_fraction > 0 else ""
     return (f"peak stress {p.peak_stress_ratio:.3f} x cracking stress in {p.peak_zone or '-'}, {where}, "
-            f"exit residual {p.exit_residual_solvent_g_m2:.2f} g/m2")
+            f"exit residual {p.exit_residual_solvent_g_m2:.2f} g/m2{air}")

@@ -260,6 +260,7 @@ class LinePredictor:
             "peak_x": peak_x,
             "peak_temp": peak_temp,
             "liquid_exit_um": liquid_exit,
+            "zone_solvent_g_m3": new_load / fresh * 1e3,
         }
 
     def _near_critical(self, films: FilmState) -> bool:
@@ -300,6 +301,7 @@ class LinePredictor:
             crack_probability=p_crack,
             cif_3d=cif_3d,
             surface_cif=np.minimum(film.surface_cif_ratio * cif_3d, 0.95),
+            zone_solvent_g_m3=m["zone_solvent_g_m3"],
         )
 
 

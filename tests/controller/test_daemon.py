@@ -34,6 +34,7 @@ from controller._messages import (
     decode,
     encode,
 )
+from controller._ground_truth import surface_truth
 from controller._mqtt import clock_hold
 from controller._sim_node import FAKE_EPOCH_S, FakeClock
 from mqtt_helpers import client, wait_until
@@ -231,7 +232,7 @@ async def camera_oracle(line, broker, topics: Topics, clock, stop: asyncio.Event
         while not stop.is_set():
             t = clock.now_s()
             snap = line.camera_snapshot()
-            score = 8.0 if snap.cracked else (6.5 if snap.precursor_opening_um > 1.0 else 1.0)
+            score, _, _ = surface_truth(snap)
             msg = CrackEstimate(timestamp_s=t, source="oracle", seq=n, kind="surface", score=score,
                                 risk=min(score / 10.0, 1.0), alarm=score >= 6.0, onset=bool(snap.cracked),
                                 onset_timestamp_s=t if snap.cracked else None,

@@ -494,19 +494,7 @@ def test_decisions_frame_from_objects(tmp_path):
 
 
 # ====================================================================== closed loop
-def line_inputs(line: sim_line.Line, r: sim_line.LineReadings) -> Inputs:
-    """The daemon's job in miniature: readings and the camera's view as validated inputs.
-
-    The surface estimate is taken from the simulator's ground truth at the camera (a cracked
-    parcel: onset; a precursor opening above 1 um: score over the alarm threshold); the
-    vision detector itself is tested elsewhere.
-    """
-    zones = {z.name: ZoneMeasurement(z.temperature_c, z.airflow_m3_h, r.t_s, r.t_s, z.solvent_concentration_g_m3)
-             for z in r.zones}
-    snap = line.camera_snapshot()
-    score = 8.0 if snap.cracked else (6.5 if snap.precursor_opening_um > 1.0 else 1.0)
-    surface = SurfaceEstimate(r.t_s, score, bool(snap.cracked), float(snap.cif_2d_top))
-    return Inputs(zones, Reading(r.web_speed_m_min, r.t_s), Reading(r.wet_thickness_um, r.t_s), surface)
+from controller._ground_truth import line_inputs  # noqa: E402  (readings + the camera's ground truth)
 
 
 @pytest.mark.slow
@@ -539,3 +527,20 @@ def test_closed_loop_stops_the_cracks_and_keeps_the_exit_dry():
     assert exited["residual_solvent_g_m2"].max() <= limit  # dry at the exit throughout the run
     assert r.web_speed_m_min == pytest.approx(3.0)  # at the same line speed
     assert any(d.action is Action.LOWER for d in log) and state.mode is Mode.AUTO
+
+
+def test_lower_explosive_limit_in_g_m3_and_in_the_decisions():
+    from controller._law_supervisor import lel_g_m3
+
+    # NMP: 1.3 vol % at 25 C and 1 atm = 0.013 * 101325 Pa * 99.13 g/mol / (R * 298.15 K) = 52.5 g/m3
+    assert float(lel_g_m3(CFG, 25.0)) == pytest.approx(52.5, abs=0.2)
+    assert float(lel_g_m3(CFG, 120.0)) == pytest.approx(float(lel_g_m3(CFG, 25.0)) * 298.15 / 393.15, rel=1e-9)
+    # the law reports the model's % LEL of its plans (the real predictor predicts the zone load)
+    from controller._predictor import LinePredictor
+
+    line = sim_line.Line(seed=0)
+    law = ControlLaw(CFG, LinePredictor(line.config, line.slurry))
+    r = line.readings()
+    res = law.step(law.initial_state(line_inputs(line, r)), line_inputs(line, r), r.t_s)
+    assert res.decisions and all("% LEL" in d.text for d in res.decisions)
+    assert 0.05 < res.state.plan.solvent_lel_fraction < 0.5  # fixed recipe: ~20 % LEL in Z3
