@@ -54,6 +54,7 @@ import sim_line
 from controller._config import load_controller_config
 from controller._ground_truth import line_inputs
 from controller._law import Action, ControlLaw, LineConditions, Reason
+from controller._law_supervisor import lel_g_m3
 from controller._predictor import LinePredictor
 from sim_line import _properties as props
 from sim_line._config import default_config_dir
@@ -227,7 +228,8 @@ def simulate(speed: float, seed: int, scenario: str, recipe: tuple[np.ndarray, n
     r = line.readings()
     decisions = []
     energy_kwh = tail_kwh = 0.0
-    conc_max = 0.0
+    conc_max = lel_max = 0.0
+    ctl_cfg = load_controller_config()
     t_wall = time.perf_counter()
     for _ in range(round(duration)):
         setpoints = None
@@ -243,6 +245,8 @@ def simulate(speed: float, seed: int, scenario: str, recipe: tuple[np.ndarray, n
         if r.t_s > SETTLE_S:
             tail_kwh += kw / 3600.0
         conc_max = max(conc_max, max(z.solvent_concentration_g_m3 for z in r.zones))
+        lel_max = max(lel_max, max(z.solvent_concentration_g_m3 / float(lel_g_m3(ctl_cfg, z.temperature_c))
+                                   for z in r.zones))
     ex = line.exited()
     tail = ex[ex["t_s"] >= tail_start]
     tail_s = duration - SETTLE_S
@@ -257,7 +261,7 @@ def simulate(speed: float, seed: int, scenario: str, recipe: tuple[np.ndarray, n
         "resid_max": float(ex["residual_solvent_g_m2"].max()), "tail_resid_max": float(tail["residual_solvent_g_m2"].max()),
         "wet_parcels": int((ex["residual_solvent_g_m2"] > limit).sum()),
         "energy_kwh": energy_kwh, "tail_kw": tail_kwh * 3600.0 / tail_s, "kwh_m2": tail_kwh / area_m2,
-        "last_crack_s": float(cracked_t.max()) if len(cracked_t) else math.nan, "conc_max": conc_max,
+        "last_crack_s": float(cracked_t.max()) if len(cracked_t) else math.nan, "conc_max": conc_max, "lel_max": lel_max,
         "duration_s": duration, "wall_s": time.perf_counter() - t_wall,
     }
     out["ok"] = bool(out["tail_cracked"] == 0.0 and out["resid_max"] <= limit)
@@ -325,7 +329,7 @@ def _agg(runs: list[dict]) -> dict:
         "tail_kw": float(np.mean([r["tail_kw"] for r in runs])),
         "kwh_m2": float(np.mean([r["kwh_m2"] for r in runs])),
         "energy_kwh": float(np.mean([r["energy_kwh"] for r in runs])),
-        "conc_max": max(r["conc_max"] for r in runs),
+        "conc_max": max(r["conc_max"] for r in runs), "lel_max": max(r["lel_max"] for r in runs),
         "n": len(runs),
     }
 
@@ -336,7 +340,7 @@ def report(results: list[dict], speeds: list[float], scenarios: list[str], seeds
         print(f"\n### {title}; seeds {seeds}; run = {SETTLE_S / 60:.0f} min + traversal + max(traversal, "
               f"{MIN_TAIL_S / 60:.0f} min), tail = coating laid from {SETTLE_S / 60:.0f} min on\n")
         print("| speed m/min | recipe | crack-free & dry | tail cracked (max over seeds) | exit residual max g/m2 | "
-              "tail power kW | kWh/m2 | run kWh | zone NMP max g/m3 | recipe Z1..Z4 (C/m3h) or controller's final targets |")
+              "tail power kW | kWh/m2 | run kWh | zone NMP max g/m3 (% LEL) | recipe Z1..Z4 (C/m3h) or controller's final targets |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         best = {"fixed": None, "closed": None}
         at3 = {}
@@ -363,7 +367,7 @@ def report(results: list[dict], speeds: list[float], scenarios: list[str], seeds
                     continue
                 print(f"| {v:g} | {name} | {'yes' if a['ok'] else 'no'} | {100 * a['tail_cracked']:.1f} % | "
                       f"{a['resid_max']:.2f} | {a['tail_kw']:.1f} | {a['kwh_m2']:.3f} | {a['energy_kwh']:.2f} | "
-                      f"{a['conc_max']:.0f} | {desc} |")
+                      f"{a['conc_max']:.0f} ({100 * a['lel_max']:.0f} %) | {desc} |")
                 key = "fixed" if name == "best fixed" else ("closed" if name == "closed loop" else None)
                 if key and a["ok"]:
                     best[key] = v
