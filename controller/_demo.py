@@ -126,6 +126,22 @@ def _pace(speedup: float | None) -> str:
     return "in lockstep (as fast as the nodes compute)" if speedup is None else f"at {speedup:g}x real time"
 
 
+#: NFPA 86: zone solvent vapour at most 25 % of the LEL (50 % with continuous monitoring and interlocks)
+LEL_WARNING_PCT = 25.0
+
+
+def _lel_warnings(numbers: dict[str, dict[str, float]]) -> list[str]:
+    """One warning per loop whose zone air exceeded `LEL_WARNING_PCT` of the lower explosive limit."""
+    out = []
+    for name, label in (("open", "open loop"), ("closed", "closed loop")):
+        pct = numbers[name].get("max_zone_lel_pct", math.nan)
+        if math.isfinite(pct) and pct > LEL_WARNING_PCT:
+            out.append(f"WARNING: the {label} ran a zone at {pct:.0f} % of the solvent's lower explosive limit "
+                       f"(NFPA 86: <= 25 %, <= 50 % with continuous monitoring); the controller does not yet "
+                       f"constrain the solvent load (README, Limits)")
+    return out
+
+
 def _fmt(value: float, unit: str = "", digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}{unit}"
 
@@ -302,6 +318,8 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
         "",
         "Controller moves: " + (", ".join(f"{k} x{v}" for k, v in sorted(dec_counts.items())) or "none") + ".",
         "",
+        *[f"**{w}**" for w in _lel_warnings(numbers)],
+        "",
         "![cracks](cracks.png)",
         "",
         "![exit residual and energy](exit_and_energy.png)",
@@ -471,6 +489,7 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
         (f"  controller decisions: {c['decisions']:.0f} ({c['moves']:.0f} moves); vision estimates "
         f"{o['estimates']:.0f} / {c['estimates']:.0f}"),
         f"  report: {out / 'report.md'} (cracks.png, exit_and_energy.png, setpoints.png); wall {wall_s:.0f} s",
+        *[f"  {w}" for w in _lel_warnings(numbers)],
     ])
     (out / "summary.txt").write_text(text + "\n", encoding="utf-8")
     files.append(out / "summary.txt")

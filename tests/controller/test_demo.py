@@ -51,6 +51,9 @@ def test_demo_on_its_defaults_stops_the_cracks_with_the_exit_dry(tmp_path):
     # the camera), and the controller moved
     assert o["estimates"] >= 0.9 * 12 * 60 / 4 and o["estimates_alarm"] > 0
     assert c["moves"] >= 1
+    # the zone solvent load is reported in % of the LEL, with a warning above 25 % (fixed recipe: ~22 %)
+    assert 15.0 < o["max_zone_lel_pct"] < 25.0 and c["max_zone_lel_pct"] > 0.0
+    assert ("WARNING: the closed loop ran a zone" in summary.text) == (c["max_zone_lel_pct"] > 25.0)
     run_closed = summary.numbers["closed"]
     assert run_closed["parcels_exited"] > 0
     gc.collect()  # amqtt leftovers, inside the test whose warnings filter covers them
