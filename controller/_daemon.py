@@ -74,7 +74,7 @@ from ._law import (
     ZoneMeasurement,
 )
 from ._law import Decision as LawDecision
-from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, clock_hold, parse_broker_url
+from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_hold, parse_broker_url
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -705,9 +705,7 @@ class ControllerDaemon:
                 stopper = tg.create_task(stop_event.wait(), name=f"{name}.stop")
                 await asyncio.wait((stopper, conn, ctrl, pub, mets), return_when=asyncio.FIRST_COMPLETED)
                 log_event(log, logging.INFO, "stopping", line_id=self.line_id)
-                for task in (ctrl, pub, mets, stopper):
-                    task.cancel()
-                await asyncio.wait((ctrl, pub, mets, stopper))
+                await cancel_and_wait((ctrl, pub, mets, stopper))
                 self._shutdown.set()
                 done, _ = await asyncio.wait((conn,), timeout=self.shutdown_timeout_s)
                 if not done:

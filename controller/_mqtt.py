@@ -14,12 +14,13 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SystemClock",
-           "backoff_delay_s", "clock_hold", "parse_broker_url"]
+           "backoff_delay_s", "cancel_and_wait", "clock_hold", "parse_broker_url"]
 
 #: Start of `FakeClock` by default: 2026-01-01T00:00:00Z (as the docs' examples).
 FAKE_EPOCH_S = 1_767_225_600.0
@@ -292,6 +293,22 @@ class LockstepClock:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
             self._driver = None
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task], *, retry_s: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again every ``retry_s``.
+
+    Python 3.11's `asyncio.wait_for` (used by aiomqtt's publish) swallows a cancellation that
+    arrives as its inner future completes; a task looping ``while True`` around such a
+    publish then never ends, and a shutdown that awaited it once would hang.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=retry_s)
+        for task in pending:
+            task.cancel()
 
 
 def clock_hold(clock: Clock) -> contextlib.AbstractContextManager:

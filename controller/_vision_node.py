@@ -53,7 +53,7 @@ from ._messages import (
     encode,
 )
 from ._metrics import configure_logging, log_event
-from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, parse_broker_url
+from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, parse_broker_url
 
 __all__ = ["Estimator", "VisionNodeSummary", "main_vision_node", "run_vision_node"]
 
@@ -325,8 +325,7 @@ class _VisionNode:
             done = tg.create_task(self._done.wait(), name=f"{name}.done")
             await asyncio.wait((stopper, done, conn), return_when=asyncio.FIRST_COMPLETED)
             log_event(log, logging.INFO, "stopping", line_id=self.line_id)
-            for task in (work, stopper, done):
-                task.cancel()
+            await cancel_and_wait((work, stopper, done))
             self._shutdown.set()  # the connection task returns after a clean disconnect
         summary = self.summary()
         log_event(log, logging.INFO, "summary", text=summary.text())

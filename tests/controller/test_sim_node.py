@@ -114,6 +114,30 @@ async def test_lockstep_clock_stands_still_while_held_and_jumps_to_the_next_slee
 
 
 @pytest.mark.asyncio
+async def test_cancel_and_wait_ends_a_loop_that_swallowed_a_cancellation():
+    """A `while True` task whose first cancellation is lost (as Python 3.11's asyncio.wait_for,
+    inside aiomqtt's publish, can lose it) still ends."""
+    from controller._mqtt import cancel_and_wait
+
+    lost = []
+
+    async def worker() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if not lost:  # swallow the first one
+                    lost.append(True)
+                    continue
+                raise
+
+    task = asyncio.create_task(worker())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait([task], retry_s=0.05), 5.0)
+    assert task.cancelled() and lost == [True]
+
+
+@pytest.mark.asyncio
 async def test_scaled_clock_runs_speedup_times_real_time():
     clock = ScaledClock(200.0)
     t0 = clock.now_s()
