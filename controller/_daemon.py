@@ -74,7 +74,8 @@ from ._law import (
     ZoneMeasurement,
 )
 from ._law import Decision as LawDecision
-from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_hold, parse_broker_url
+from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume, clock_delivered,
+                    clock_hold, clock_sent, parse_broker_url)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -327,6 +328,7 @@ class ControllerDaemon:
     def handle(self, topic: str, payload: object, *, retain: bool = False) -> None:
         """Validate one received payload and update the latest inputs (never raises on a bad payload)."""
         self.metrics.inc("received.total")
+        clock_delivered(self.clock, f"daemon:{self.config.mqtt.client_id}", topic)
         canonical = self._canonical(topic)
         if canonical is None:
             self._reject("topic", topic, f"expected a topic below {self.prefix}/{self.line_id}/")
@@ -445,7 +447,12 @@ class ControllerDaemon:
 
     async def _publish(self, client: aiomqtt.Client, kind: MessageKind, topic: str, payload: bytes) -> None:
         policy = POLICY[kind]
-        await client.publish(topic, payload, qos=policy.qos, retain=policy.retain, timeout=self.publish_timeout_s)
+        clock_sent(self.clock, topic)
+        try:
+            await client.publish(topic, payload, qos=policy.qos, retain=policy.retain, timeout=self.publish_timeout_s)
+        except BaseException:
+            clock_sent(self.clock, topic, -1)
+            raise
 
     async def _flush(self, client: aiomqtt.Client | None = None, *, republish: bool = False) -> None:
         """Send the queued set-points (all with ``republish``), decisions and a status change.
@@ -632,6 +639,8 @@ class ControllerDaemon:
                 async with self._client_for(self.clock.now_s()) as client:
                     for kind in _SUBSCRIBED:
                         await client.subscribe(self._wire_filter(kind), qos=POLICY[kind].qos)
+                    clock_consume(self.clock, f"daemon:{mq.client_id}",  # inputs (set-points are our echo)
+                                  [self._wire_filter(k) for k in _SUBSCRIBED if k is not MessageKind.ZONE_SETPOINT])
                     self.metrics.inc("connections")
                     if self.metrics.counters["connections"] > 1:
                         self.metrics.inc("reconnects")

@@ -20,7 +20,8 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SystemClock",
-           "backoff_delay_s", "cancel_and_wait", "clock_hold", "parse_broker_url"]
+           "backoff_delay_s", "cancel_and_wait", "clock_consume", "clock_delivered", "clock_hold", "clock_sent",
+           "parse_broker_url"]
 
 #: Start of `FakeClock` by default: 2026-01-01T00:00:00Z (as the docs' examples).
 FAKE_EPOCH_S = 1_767_225_600.0
@@ -166,10 +167,11 @@ class LockstepClock:
 
     Time stands still while any node holds the clock (`hold`, or `acquire` / `release`
     around work that belongs to the current instant: a plant step and its messages, a
-    frame estimate, a control step and its set-points). When nothing holds it, at least
-    one task waits in `sleep_until`, and nothing changed for ``settle_s`` real seconds
-    (messages in flight through the broker arrive within that), it jumps to the earliest
-    wake-up time. So the simulation runs as fast as the machine computes, and a slow
+    frame estimate, a control step and its set-points) and while a message published to a
+    registered consumer (`consume`, `sent`, `delivered`) has not arrived (for at most
+    ``delivery_timeout_s`` real seconds; then it counts a late advance). When nothing holds
+    it, at least one task waits in `sleep_until`, and nothing changed for ``settle_s``
+    real seconds, it jumps to the earliest wake-up time. So the simulation runs as fast as the machine computes, and a slow
     step delays the simulated time instead of making the controller lag the plant
     (a `ScaledClock` on a loaded machine does the latter).
 
@@ -179,7 +181,10 @@ class LockstepClock:
         Initial epoch time.
     settle_s : float
         Real seconds of quiet (no hold, no new sleeper) before time moves: the allowance
-        for messages in flight between the nodes (a local broker delivers in ~1 ms).
+        for messages in flight to nodes that do not count them (a local broker delivers in
+        ~1 ms).
+    delivery_timeout_s : float
+        Real seconds time waits for counted messages before it moves anyway.
 
     Notes
     -----
@@ -194,14 +199,21 @@ class LockstepClock:
     True
     """
 
-    def __init__(self, start_s: float = FAKE_EPOCH_S, *, settle_s: float = 0.01) -> None:
-        if isinstance(settle_s, bool) or not (isinstance(settle_s, (int, float)) and math.isfinite(settle_s)
-                                              and settle_s >= 0):
-            raise ValueError(f"settle_s: expected a number of seconds >= 0, found {settle_s!r}")
+    def __init__(self, start_s: float = FAKE_EPOCH_S, *, settle_s: float = 0.01,
+                 delivery_timeout_s: float = 2.0) -> None:
+        for name, value in (("settle_s", settle_s), ("delivery_timeout_s", delivery_timeout_s)):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                               and value >= 0):
+                raise ValueError(f"{name}: expected a number of seconds >= 0, found {value!r}")
         self._t = float(start_s)
         self.realtime = False
         self.settle_s = float(settle_s)
+        self.delivery_timeout_s = float(delivery_timeout_s)
         self.advances = 0
+        #: advances made while a registered consumer still missed a message (after delivery_timeout_s)
+        self.late_advances = 0
+        self._consumers: dict[str, tuple[str, ...]] = {}
+        self._undelivered: dict[str, int] = {}
         self._holds = 0
         self._generation = 0
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
@@ -242,6 +254,35 @@ class LockstepClock:
         finally:
             self.release()
 
+    # -- message accounting: time also waits for the messages a registered consumer expects
+    def consume(self, consumer: str, filters: Iterable[str]) -> None:
+        """Register ``consumer`` (a unique name) as a subscriber of the MQTT topic ``filters``."""
+        self._consumers[consumer] = tuple(filters)
+        self._undelivered.setdefault(consumer, 0)
+
+    def sent(self, topic: str, count: int = 1) -> None:
+        """A node is publishing on ``topic`` (``count=-1`` takes it back when the publish failed)."""
+        from paho.mqtt.client import topic_matches_sub
+
+        for consumer, filters in self._consumers.items():
+            if any(topic_matches_sub(f, topic) for f in filters):
+                self._undelivered[consumer] = max(self._undelivered[consumer] + count, 0)
+        self._touch()
+
+    def delivered(self, consumer: str, topic: str) -> None:
+        """``consumer`` received a message on ``topic`` (retained ones it was not counted for are ignored)."""
+        from paho.mqtt.client import topic_matches_sub
+
+        if self._undelivered.get(consumer, 0) > 0 and any(
+                topic_matches_sub(f, topic) for f in self._consumers[consumer]):
+            self._undelivered[consumer] -= 1
+            self._touch()
+
+    @property
+    def undelivered(self) -> int:
+        """Messages published to registered consumers and not received yet."""
+        return sum(self._undelivered.values())
+
     def _ensure_driver(self) -> None:
         loop = asyncio.get_running_loop()
         if self._driver is None or self._driver.done() or self._driver.get_loop() is not loop:
@@ -253,11 +294,19 @@ class LockstepClock:
         while True:
             await self._changed.wait()
             self._changed.clear()
+            waiting_since = None
             while self._waiters and not self._holds:
                 generation = self._generation
                 await asyncio.sleep(self.settle_s)
                 if generation != self._generation or self._holds:
                     continue  # something happened: settle again (or wait for the release)
+                if self.undelivered:  # messages in flight to a registered consumer: wait (bounded)
+                    now = asyncio.get_running_loop().time()
+                    waiting_since = now if waiting_since is None else waiting_since
+                    if now - waiting_since < self.delivery_timeout_s:
+                        continue
+                    self.late_advances += 1
+                    self._undelivered = dict.fromkeys(self._undelivered, 0)
                 self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
                 if not self._waiters:
                     break
@@ -309,6 +358,24 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task], *, retry_s: float = 1.0
         _, pending = await asyncio.wait(pending, timeout=retry_s)
         for task in pending:
             task.cancel()
+
+
+def clock_consume(clock: Clock, consumer: str, filters: Iterable[str]) -> None:
+    """`LockstepClock.consume` for clocks that count messages; a no-op otherwise."""
+    if callable(getattr(clock, "consume", None)):
+        clock.consume(consumer, filters)  # type: ignore[attr-defined]
+
+
+def clock_sent(clock: Clock, topic: str, count: int = 1) -> None:
+    """`LockstepClock.sent` for clocks that count messages; a no-op otherwise."""
+    if callable(getattr(clock, "sent", None)):
+        clock.sent(topic, count)  # type: ignore[attr-defined]
+
+
+def clock_delivered(clock: Clock, consumer: str, topic: str) -> None:
+    """`LockstepClock.delivered` for clocks that count messages; a no-op otherwise."""
+    if callable(getattr(clock, "delivered", None)):
+        clock.delivered(consumer, topic)  # type: ignore[attr-defined]
 
 
 def clock_hold(clock: Clock) -> contextlib.AbstractContextManager:

@@ -51,7 +51,7 @@ import aiomqtt
 
 from ._frames import FRAME_ENCODINGS, Frame
 from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, LockstepClock, ScaledClock, backoff_delay_s,
-                    clock_hold, parse_broker_url)
+                    clock_consume, clock_delivered, clock_hold, clock_sent, parse_broker_url)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -221,6 +221,7 @@ class _SimLineNode:
     def handle(self, topic: str, payload: object) -> None:
         """Validate one received payload and queue the set-point it carries."""
         self.received += 1
+        clock_delivered(self.clock, self.client_id, topic)
         if not isinstance(payload, (bytes, bytearray)):
             self._reject(Reason.TYPE.value, topic, f"expected a bytes payload, found {type(payload).__name__}")
             return
@@ -269,6 +270,8 @@ class _SimLineNode:
                                           logger=log.getChild("client")) as client:
                     for kind in (MessageKind.ZONE_SETPOINT, MessageKind.LINE_SETPOINT):
                         await client.subscribe(self.topics.filter(kind), qos=POLICY[kind].qos)
+                    clock_consume(self.clock, self.client_id, [self.topics.filter(k) for k in
+                                                               (MessageKind.ZONE_SETPOINT, MessageKind.LINE_SETPOINT)])
                     self._client = client
                     self.connections += 1
                     attempt = 0
@@ -295,10 +298,12 @@ class _SimLineNode:
             self.dropped += 1
             return
         policy = POLICY[kind]
+        clock_sent(self.clock, topic)
         try:
             await client.publish(topic, payload, qos=policy.qos, retain=policy.retain,
                                  timeout=self.publish_timeout_s)
         except aiomqtt.MqttError as exc:
+            clock_sent(self.clock, topic, -1)
             self.dropped += 1
             log.debug("not published on %s: %s", topic, exc)
         else:

@@ -53,7 +53,8 @@ from ._messages import (
     encode,
 )
 from ._metrics import configure_logging, log_event
-from ._mqtt import Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, parse_broker_url
+from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume, clock_delivered,
+                    clock_sent, parse_broker_url)
 
 __all__ = ["Estimator", "VisionNodeSummary", "main_vision_node", "run_vision_node"]
 
@@ -152,6 +153,7 @@ class _VisionNode:
     def handle(self, topic: str, payload: object) -> None:
         """Validate one received payload; a valid frame replaces any frame still waiting."""
         self.counters["received"] += 1
+        clock_delivered(self.clock, f"vision:{self.client_id}", topic)
         try:
             if not isinstance(payload, (bytes, bytearray)):
                 raise MessageError(Reason.FRAME, f"expected a binary payload, found {type(payload).__name__}",
@@ -249,8 +251,13 @@ class _VisionNode:
             log_event(log, logging.ERROR, "estimate_not_encoded", frame_id=est.frame_id, detail=str(exc))
             return
         policy = POLICY[MessageKind.SURFACE_ESTIMATE]
-        await client.publish(self.topics.surface_estimate, payload, qos=policy.qos, retain=policy.retain,
-                             timeout=self.publish_timeout_s)
+        clock_sent(self.clock, self.topics.surface_estimate)
+        try:
+            await client.publish(self.topics.surface_estimate, payload, qos=policy.qos, retain=policy.retain,
+                                 timeout=self.publish_timeout_s)
+        except BaseException:
+            clock_sent(self.clock, self.topics.surface_estimate, -1)
+            raise
         self.counters["published"] += 1
 
     async def _flush_unsent(self, client: aiomqtt.Client) -> None:
@@ -279,6 +286,7 @@ class _VisionNode:
                                           timeout=self.publish_timeout_s, max_queued_incoming_messages=64,
                                           logger=log.getChild("client")) as client:
                     await client.subscribe(self.topics.frame, qos=POLICY[MessageKind.FRAME].qos)
+                    clock_consume(self.clock, f"vision:{self.client_id}", [self.topics.frame])
                     if self.ready_event is not None:
                         self.ready_event.set()
                     self.counters["connections"] += 1

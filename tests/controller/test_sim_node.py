@@ -114,6 +114,33 @@ async def test_lockstep_clock_stands_still_while_held_and_jumps_to_the_next_slee
 
 
 @pytest.mark.asyncio
+async def test_lockstep_clock_waits_for_messages_to_registered_consumers():
+    clock = LockstepClock(settle_s=0.001, delivery_timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+    clock.consume("daemon", ["mudcrack/l1/sensors/#"])
+    clock.sent("mudcrack/l1/sensors/zone/Z1")  # counted
+    clock.sent("mudcrack/l1/camera/frame")  # nobody registered for it: not counted
+    assert clock.undelivered == 1
+    sleeper = asyncio.create_task(clock.sleep_until(clock.now_s() + 1.0))
+    await asyncio.sleep(0.05)
+    assert not sleeper.done()  # the reading is still in flight
+    clock.delivered("daemon", "mudcrack/l1/setpoints/zone/Z1")  # another topic: does not count
+    await asyncio.sleep(0.05)
+    assert not sleeper.done()
+    clock.delivered("daemon", "mudcrack/l1/sensors/zone/Z1")
+    await asyncio.wait_for(sleeper, 1.0)
+    assert clock.undelivered == 0 and clock.late_advances == 0
+    # a message that never arrives holds time for delivery_timeout_s only
+    clock.sent("mudcrack/l1/sensors/line")
+    r0 = loop.time()
+    await asyncio.wait_for(clock.sleep_until(clock.now_s() + 1.0), 2.0)
+    assert loop.time() - r0 >= 0.3 and clock.late_advances == 1 and clock.undelivered == 0
+    clock.delivered("daemon", "mudcrack/l1/sensors/line")  # arriving late (or retained): ignored
+    assert clock.undelivered == 0
+    await clock.aclose()
+
+
+@pytest.mark.asyncio
 async def test_cancel_and_wait_ends_a_loop_that_swallowed_a_cancellation():
     """A `while True` task whose first cancellation is lost (as Python 3.11's asyncio.wait_for,
     inside aiomqtt's publish, can lose it) still ends."""
