@@ -75,7 +75,7 @@ from ._law import (
 )
 from ._law import Decision as LawDecision
 from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume, clock_delivered,
-                    clock_hold, clock_sent, parse_broker_url)
+                    clock_forget, clock_hold, clock_sent, parse_broker_url)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -668,6 +668,7 @@ class ControllerDaemon:
             finally:
                 self._client, self.connected = None, False
                 self.metrics.set("connected", 0.0)
+                clock_forget(self.clock, f"daemon:{mq.client_id}")
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Receive until the connection is lost (raises MqttError) or the shutdown starts (returns)."""

@@ -20,7 +20,8 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SystemClock",
-           "backoff_delay_s", "cancel_and_wait", "clock_consume", "clock_delivered", "clock_hold", "clock_sent",
+           "backoff_delay_s", "cancel_and_wait", "clock_consume", "clock_delivered", "clock_forget", "clock_hold",
+           "clock_sent",
            "parse_broker_url"]
 
 #: Start of `FakeClock` by default: 2026-01-01T00:00:00Z (as the docs' examples).
@@ -260,6 +261,12 @@ class LockstepClock:
         self._consumers[consumer] = tuple(filters)
         self._undelivered.setdefault(consumer, 0)
 
+    def forget(self, consumer: str) -> None:
+        """``consumer`` disconnected: stop waiting for its messages."""
+        self._consumers.pop(consumer, None)
+        self._undelivered.pop(consumer, None)
+        self._touch()
+
     def sent(self, topic: str, count: int = 1) -> None:
         """A node is publishing on ``topic`` (``count=-1`` takes it back when the publish failed)."""
         from paho.mqtt.client import topic_matches_sub
@@ -364,6 +371,12 @@ def clock_consume(clock: Clock, consumer: str, filters: Iterable[str]) -> None:
     """`LockstepClock.consume` for clocks that count messages; a no-op otherwise."""
     if callable(getattr(clock, "consume", None)):
         clock.consume(consumer, filters)  # type: ignore[attr-defined]
+
+
+def clock_forget(clock: Clock, consumer: str) -> None:
+    """`LockstepClock.forget` for clocks that count messages; a no-op otherwise."""
+    if callable(getattr(clock, "forget", None)):
+        clock.forget(consumer)  # type: ignore[attr-defined]
 
 
 def clock_sent(clock: Clock, topic: str, count: int = 1) -> None:

@@ -51,7 +51,7 @@ import aiomqtt
 
 from ._frames import FRAME_ENCODINGS, Frame
 from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, LockstepClock, ScaledClock, backoff_delay_s,
-                    clock_consume, clock_delivered, clock_hold, clock_sent, parse_broker_url)
+                    clock_consume, clock_delivered, clock_forget, clock_hold, clock_sent, parse_broker_url)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -290,6 +290,7 @@ class _SimLineNode:
                 await asyncio.sleep(delay)
             finally:
                 self._client = None
+                clock_forget(self.clock, self.client_id)
 
     # ------------------------------------------------------------------ publishing
     async def _publish(self, kind: MessageKind, topic: str, payload: bytes) -> None:

@@ -54,7 +54,7 @@ from ._messages import (
 )
 from ._metrics import configure_logging, log_event
 from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume, clock_delivered,
-                    clock_sent, parse_broker_url)
+                    clock_forget, clock_sent, parse_broker_url)
 
 __all__ = ["Estimator", "VisionNodeSummary", "main_vision_node", "run_vision_node"]
 
@@ -307,6 +307,7 @@ class _VisionNode:
                     await asyncio.wait_for(self._shutdown.wait(), timeout=delay)
             finally:
                 self._client = None
+                clock_forget(self.clock, f"vision:{self.client_id}")
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Receive until the connection is lost (raises MqttError) or the shutdown starts (returns)."""
