@@ -16,19 +16,37 @@ Public API (everything else is private, ``_name.py``):
   `LockstepClock` (simulated time that waits for every node), `FakeClock` (tests).
 """
 
-from ._config import ControllerConfig, load_controller_config
-from ._daemon import ControllerDaemon, run_daemon
-from ._demo import run_demo
+import importlib
+from typing import Any
+
 from ._frames import Frame, FrameMeta, decode_frame, encode_frame
-from ._law import ControlLaw, Inputs, replay
 from ._messages import (POLICY, ControllerStatus, CrackEstimate, Decision, Limits, LineCommand, LineSensors,
                         Message, MessageError, MessageKind, Metrics, Reason, Topics, ZoneCommand, ZoneSensors,
                         decode, encode, parse_topic)
 from ._mqtt import FakeClock, LockstepClock, ScaledClock, SystemClock
-from ._predictor import LinePredictor
-from ._sim_node import run_sim_line
-from ._vision_estimate import SurfaceEstimator
-from ._vision_node import run_vision_node
+
+#: imported on first use (PEP 562): the law, the nodes and the demo pull in scipy, pandas,
+#: sim_line and aiomqtt, which ``mudcrack --help`` and message handling do not need
+_LAZY = {
+    "ControllerConfig": "._config", "load_controller_config": "._config",
+    "ControllerDaemon": "._daemon", "run_daemon": "._daemon", "run_demo": "._demo",
+    "ControlLaw": "._law", "Inputs": "._law", "replay": "._law", "LinePredictor": "._predictor",
+    "run_sim_line": "._sim_node", "SurfaceEstimator": "._vision_estimate", "run_vision_node": "._vision_node",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'controller' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "POLICY", "ControlLaw", "ControllerConfig", "ControllerDaemon", "ControllerStatus", "CrackEstimate", "Decision",

@@ -169,3 +169,11 @@ def test_eval_surface_bad_input_one_line(tmp_path, capsys):
     assert "no image files" in err and len(err.splitlines()) == 1
     assert main(["eval", "surface", str(tmp_path / "empty"), "--fps", "2", "--times", "t.txt", "--out", "o"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_public_api_resolves_every_name():
+    import controller
+
+    assert all(getattr(controller, name) is not None for name in controller.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        controller.nope  # noqa: B018
