@@ -44,12 +44,10 @@ seconds. Logs are ``key=value`` lines (`main_daemon` can write JSON lines instea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
 import random
-import signal
 import ssl
 import sys
 import time
@@ -74,8 +72,9 @@ from ._law import (
     ZoneMeasurement,
 )
 from ._law import Decision as LawDecision
-from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume, clock_delivered,
-                    clock_forget, clock_hold, clock_sent, parse_broker_url)
+from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume,
+                    clock_delivered, clock_forget, clock_hold, clock_sent, parse_broker_url, receive_until,
+                    stop_on_signals)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -672,17 +671,7 @@ class ControllerDaemon:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Receive until the connection is lost (raises MqttError) or the shutdown starts (returns)."""
-        reader = asyncio.create_task(self._read(client), name=f"daemon.{self.line_id}.mqtt.read")
-        stopper = asyncio.create_task(self._shutdown.wait(), name=f"daemon.{self.line_id}.mqtt.stop")
-        try:
-            await asyncio.wait((reader, stopper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not reader.done():
-                reader.cancel()
-            await asyncio.gather(reader, stopper, return_exceptions=True)
-        if not self._shutdown.is_set():
-            reader.result()  # raises the MqttError of the lost connection
+        await receive_until(self._read(client), self._shutdown, name=f"daemon.{self.line_id}.mqtt")
 
     async def _publish_safe_state_and_offline(self, client: aiomqtt.Client) -> None:
         """Graceful stop: safe-state set-points (acknowledged), a decision, then ``offline``."""
@@ -857,17 +846,9 @@ def main_daemon(config_path: str | Path | None = None, *, broker_url: str | None
 
     async def _run() -> DaemonSummary:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        try:
+        with stop_on_signals(stop):
             return await run_daemon(config, predictor=predictor, clock=clock, stop_event=stop,
                                     metrics_port=metrics_port)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
 
     summary = asyncio.run(_run())
     print(summary.text())

@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 import math
 import random
+import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SystemClock",
            "backoff_delay_s", "cancel_and_wait", "clock_consume", "clock_delivered", "clock_forget", "clock_hold",
            "clock_sent",
-           "parse_broker_url"]
+           "parse_broker_url", "receive_until", "stop_on_signals"]
 
 #: Start of `FakeClock` by default: 2026-01-01T00:00:00Z (as the docs' examples).
 FAKE_EPOCH_S = 1_767_225_600.0
@@ -349,6 +350,41 @@ class LockstepClock:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
             self._driver = None
+
+
+async def receive_until(reader: Coroutine[Any, Any, None], shutdown: asyncio.Event, *, name: str) -> None:
+    """Run a client's receive loop until it fails or ``shutdown`` is set.
+
+    Returns when ``shutdown`` is set (the loop is cancelled); re-raises the loop's error
+    (an ``aiomqtt.MqttError`` when the connection is lost) otherwise.
+    """
+    read = asyncio.create_task(reader, name=f"{name}.read")
+    stop = asyncio.create_task(shutdown.wait(), name=f"{name}.stop")
+    try:
+        await asyncio.wait((read, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not read.done():
+            read.cancel()
+        await asyncio.gather(read, stop, return_exceptions=True)
+    if not shutdown.is_set():
+        read.result()  # raises the error of the lost connection
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Inside: SIGINT and SIGTERM set ``stop`` (the running loop's handlers; removed on exit)."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task], *, retry_s: float = 1.0) -> None:

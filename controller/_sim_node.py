@@ -34,12 +34,10 @@ simulated clock in demos and tests).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import random
-import signal
 import ssl
 import uuid
 from collections import Counter
@@ -51,7 +49,8 @@ import aiomqtt
 
 from ._frames import FRAME_ENCODINGS, Frame
 from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, LockstepClock, ScaledClock, backoff_delay_s,
-                    clock_consume, clock_delivered, clock_forget, clock_hold, clock_sent, parse_broker_url)
+                    clock_consume, clock_delivered, clock_forget, clock_hold, clock_sent, parse_broker_url,
+                    stop_on_signals)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -660,19 +659,11 @@ def main_sim_line(
 
     async def _run() -> SimLineSummary:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        try:
+        with stop_on_signals(stop):
             return await run_sim_line(config=config, broker_url=broker_url, line_id=line_id, clock=clock,
                                       duration_s=duration_s, scenario=loaded, seed=seed,
                                       publish_frames=publish_frames, frame_interval_s=frame_interval_s,
                                       stop_event=stop, username=username, password=password)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
 
     summary = asyncio.run(_run())
     print(summary.text())

@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import signal
 import ssl
 from collections import Counter
 from dataclasses import dataclass
@@ -53,8 +52,8 @@ from ._messages import (
     encode,
 )
 from ._metrics import configure_logging, log_event
-from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume, clock_delivered,
-                    clock_forget, clock_sent, parse_broker_url)
+from ._mqtt import (Clock, ScaledClock, SystemClock, backoff_delay_s, cancel_and_wait, clock_consume,
+                    clock_delivered, clock_forget, clock_sent, parse_broker_url, receive_until, stop_on_signals)
 
 __all__ = ["Estimator", "VisionNodeSummary", "main_vision_node", "run_vision_node"]
 
@@ -311,17 +310,7 @@ class _VisionNode:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Receive until the connection is lost (raises MqttError) or the shutdown starts (returns)."""
-        reader = asyncio.create_task(self._read(client), name=f"vision.{self.line_id}.mqtt.read")
-        stopper = asyncio.create_task(self._shutdown.wait(), name=f"vision.{self.line_id}.mqtt.stop")
-        try:
-            await asyncio.wait((reader, stopper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not reader.done():
-                reader.cancel()
-            await asyncio.gather(reader, stopper, return_exceptions=True)
-        if not self._shutdown.is_set():
-            reader.result()  # raises the MqttError of the lost connection
+        await receive_until(self._read(client), self._shutdown, name=f"vision.{self.line_id}.mqtt")
 
     # ------------------------------------------------------------------ run
     async def run(self, stop_event: asyncio.Event | None) -> VisionNodeSummary:
@@ -448,17 +437,9 @@ def main_vision_node(*, broker_url: str, line_id: str, speedup: float = 1.0, web
 
     async def _run() -> VisionNodeSummary:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        try:
+        with stop_on_signals(stop):
             return await run_vision_node(broker_url=broker_url, line_id=line_id, clock=clock, stop_event=stop,
                                          estimator=estimator)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
 
     summary = asyncio.run(_run())
     print(summary.text())
