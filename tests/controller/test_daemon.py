@@ -10,18 +10,15 @@ accelerated clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiomqtt
 import numpy as np
 import pytest
 
 from controller._config import load_controller_config
-from controller._daemon import ControllerDaemon, DaemonSummary
+from controller._daemon import ControllerDaemon
 from controller._messages import (
     ControllerStatus,
     CrackEstimate,
@@ -37,6 +34,7 @@ from controller._messages import (
 from controller._ground_truth import surface_truth
 from controller._mqtt import clock_hold
 from controller._sim_node import FAKE_EPOCH_S, FakeClock
+from daemon_helpers import running, step, taken
 from mqtt_helpers import client, wait_until
 
 CFG = load_controller_config()
@@ -78,49 +76,6 @@ async def publish_round(c: aiomqtt.Client, daemon: ControllerDaemon, topics: Top
     for topic, msg in msgs:
         await c.publish(topic, encode(msg), qos=1)
     await wait_until(lambda: taken(daemon) >= before + len(msgs), what="inputs taken")
-
-
-def taken(daemon: ControllerDaemon) -> int:
-    """Inputs the daemon has accepted or rejected (set-point echoes left out)."""
-    c = daemon.metrics.counters
-    return (c["rejected.total"] + c["accepted.sensors_zone"] + c["accepted.sensors_line"]
-            + c["accepted.estimates_surface"] + c["accepted.estimates_lab"])
-
-
-async def step(daemon: ControllerDaemon, clock: FakeClock, dt_s: float = 1.0) -> None:
-    """Advance the fake clock and wait for the control step (and its publications) to finish."""
-    before = daemon.metrics.counters["steps"]
-    clock.advance(dt_s)
-    await wait_until(lambda: daemon.metrics.counters["steps"] > before, what="a control step")
-    await wait_until(lambda: not daemon._dirty or daemon._client is None, what="set-points sent")
-
-
-@dataclass
-class Running:
-    daemon: ControllerDaemon
-    task: asyncio.Task
-    stop_event: asyncio.Event
-    summary: DaemonSummary | None = None
-
-    async def stop(self) -> DaemonSummary:
-        self.stop_event.set()
-        self.summary = await asyncio.wait_for(self.task, 30.0)
-        return self.summary
-
-
-@contextlib.asynccontextmanager
-async def running(config, **kw) -> AsyncIterator[Running]:
-    kw.setdefault("reconnect_initial_s", 0.05)
-    kw.setdefault("reconnect_max_s", 0.5)
-    daemon = ControllerDaemon(config, **kw)
-    stop = asyncio.Event()
-    run = Running(daemon, asyncio.create_task(daemon.run(stop), name="test.daemon"), stop)
-    try:
-        await wait_until(lambda: daemon.connected or run.task.done(), what="the daemon to connect")
-        yield run
-    finally:
-        if not run.task.done():
-            await run.stop()
 
 
 # ------------------------------------------------------------------ tests

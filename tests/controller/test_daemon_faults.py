@@ -17,8 +17,6 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
@@ -28,7 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from controller._config import TlsConfig, load_controller_config
-from controller._daemon import ControllerDaemon, DaemonSummary, JsonLinesFormatter, KeyValueFormatter
+from controller._daemon import ControllerDaemon, JsonLinesFormatter, KeyValueFormatter
 from controller._law import Mode
 from controller._messages import (
     ControllerStatus,
@@ -43,6 +41,7 @@ from controller._messages import (
     encode,
 )
 from controller._sim_node import FAKE_EPOCH_S, FakeClock
+from daemon_helpers import running, step, taken
 from mqtt_helpers import client, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,12 +72,6 @@ def sensor_messages(topics: Topics, t: float, seq: int, *, skip=()):
     return out
 
 
-def taken(daemon: ControllerDaemon) -> int:
-    c = daemon.metrics.counters
-    return (c["rejected.total"] + c["accepted.sensors_zone"] + c["accepted.sensors_line"]
-            + c["accepted.estimates_surface"] + c["accepted.estimates_lab"])
-
-
 async def publish_round(c: aiomqtt.Client, daemon: ControllerDaemon, topics: Topics, t: float, seq: int, *,
                         estimator: aiomqtt.Client | None = None, **kw) -> None:
     """Sensors (and the surface estimate, from ``estimator`` if given); waits until the daemon took them."""
@@ -87,39 +80,6 @@ async def publish_round(c: aiomqtt.Client, daemon: ControllerDaemon, topics: Top
     for topic, msg in msgs:
         await (estimator or c if isinstance(msg, CrackEstimate) else c).publish(topic, encode(msg), qos=1)
     await wait_until(lambda: taken(daemon) >= before + len(msgs), what="inputs taken")
-
-
-async def step(daemon: ControllerDaemon, clock: FakeClock, dt_s: float = 1.0) -> None:
-    before = daemon.metrics.counters["steps"]
-    clock.advance(dt_s)
-    await wait_until(lambda: daemon.metrics.counters["steps"] > before, what="a control step")
-    await wait_until(lambda: not daemon._dirty or daemon._client is None, what="set-points sent")
-
-
-@dataclass
-class Running:
-    daemon: ControllerDaemon
-    task: asyncio.Task
-    stop_event: asyncio.Event
-
-    async def stop(self) -> DaemonSummary:
-        self.stop_event.set()
-        return await asyncio.wait_for(self.task, 30.0)
-
-
-@contextlib.asynccontextmanager
-async def running(config, **kw) -> AsyncIterator[Running]:
-    kw.setdefault("reconnect_initial_s", 0.05)
-    kw.setdefault("reconnect_max_s", 0.5)
-    daemon = ControllerDaemon(config, **kw)
-    stop = asyncio.Event()
-    run = Running(daemon, asyncio.create_task(daemon.run(stop), name="test.daemon"), stop)
-    try:
-        await wait_until(lambda: daemon.connected or run.task.done(), what="the daemon to connect")
-        yield run
-    finally:
-        if not run.task.done():
-            await run.stop()
 
 
 # ------------------------------------------------------------------ hostile payloads
