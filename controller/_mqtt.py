@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import random
 import signal
@@ -314,6 +315,9 @@ class LockstepClock:
                     if now - waiting_since < self.delivery_timeout_s:
                         continue
                     self.late_advances += 1
+                    logging.getLogger(__name__).warning(
+                        "lockstep clock at %.3f: moving on without %s after %.1f s", self._t,
+                        {c: n for c, n in self._undelivered.items() if n}, self.delivery_timeout_s)
                     self._undelivered = dict.fromkeys(self._undelivered, 0)
                 self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
                 if not self._waiters:

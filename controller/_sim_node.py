@@ -34,6 +34,7 @@ simulated clock in demos and tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -50,7 +51,7 @@ import aiomqtt
 from ._frames import FRAME_ENCODINGS, Frame
 from ._mqtt import (FAKE_EPOCH_S, BrokerAddress, Clock, FakeClock, LockstepClock, ScaledClock, backoff_delay_s,
                     clock_consume, clock_delivered, clock_forget, clock_hold, clock_sent, parse_broker_url,
-                    stop_on_signals)
+                    receive_until, stop_on_signals)
 from ._messages import (
     DEFAULT_LIMITS,
     POLICY,
@@ -71,6 +72,9 @@ from sim_line._config import LineConfig, SlurryConfig
 from sim_line._line import Line, LineReadings, ZoneSetpoint
 from sim_line._scenario import CAMERA_SENSOR, LINE_SENSOR, Scenario, ScenarioPlayer, load_scenario
 from sim_line._surface import render_surface
+
+#: real seconds the connection gets to close cleanly after the simulation ended
+CLOSE_TIMEOUT_S = 5.0
 
 __all__ = ["FAKE_EPOCH_S", "BrokerAddress", "Clock", "FakeClock", "LockstepClock", "ScaledClock", "SimLineSummary", "main_sim_line", "parse_broker_url", "run_sim_line"]
 
@@ -188,6 +192,7 @@ class _SimLineNode:
         self._frame_ids = 0
         self._client: aiomqtt.Client | None = None
         self._subscribed = asyncio.Event()
+        self.closing = asyncio.Event()  # set when the simulation has ended: the connection closes cleanly
         self._pending: dict[str, ZoneSetpoint | float] = {}
         self._seq: Counter[str] = Counter()
         self._jitter = random.Random()
@@ -258,10 +263,14 @@ class _SimLineNode:
 
     # ------------------------------------------------------------------ connection task
     async def connection(self) -> None:
-        """Connect, subscribe, receive; reconnect with exponential backoff and jitter."""
+        """Connect, subscribe, receive; reconnect with exponential backoff and jitter.
+
+        Returns once ``closing`` is set: the client then disconnects cleanly, so the last
+        readings it queued still reach the broker.
+        """
         attempt = 0
         addr = self.address
-        while True:
+        while not self.closing.is_set():
             try:
                 async with aiomqtt.Client(addr.host, addr.port, username=addr.username, password=addr.password,
                                           identifier=self.client_id, keepalive=self.keepalive_s,
@@ -277,8 +286,9 @@ class _SimLineNode:
                     self._subscribed.set()
                     log.info("connected to %s:%d as %s, subscribed to %s set-points", addr.host, addr.port,
                              self.client_id, self.topics.line_id)
-                    async for message in client.messages:
-                        self.handle(str(message.topic), message.payload)
+                    await receive_until(self._read(client), self.closing, name=f"sim-line.{self.topics.line_id}.mqtt")
+                    self._client = None
+                    return
             except aiomqtt.MqttError as exc:
                 self._client = None
                 delay = backoff_delay_s(attempt, initial_s=self.reconnect_initial_s, max_s=self.reconnect_max_s,
@@ -286,10 +296,16 @@ class _SimLineNode:
                 attempt += 1
                 log.warning("broker %s:%d unreachable or lost (%s); reconnecting in %.2f s (attempt %d)",
                             addr.host, addr.port, exc, delay, attempt)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), timeout=delay)
             finally:
                 self._client = None
                 clock_forget(self.clock, self.client_id)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.handle(str(message.topic), message.payload)
+        raise aiomqtt.MqttError("message stream ended")
 
     # ------------------------------------------------------------------ publishing
     async def _publish(self, kind: MessageKind, topic: str, payload: bytes) -> None:
@@ -620,7 +636,12 @@ async def run_sim_line(
         conn = tg.create_task(node.connection(), name=f"sim-line.{topics.line_id}.mqtt")
         camera = tg.create_task(node.camera(), name=f"sim-line.{topics.line_id}.camera")
         sim = tg.create_task(node.simulate(), name=f"sim-line.{topics.line_id}.simulate")
-        sim.add_done_callback(lambda _: (camera.cancel(), conn.cancel()))
+        await sim
+        camera.cancel()
+        node.closing.set()  # a clean disconnect: the last readings still go out
+        done, _ = await asyncio.wait((conn,), timeout=CLOSE_TIMEOUT_S)
+        if not done:  # e.g. still trying to reach a broker that is down
+            conn.cancel()
     summary = node.summary()
     log.info("%s", summary.text())
     return summary
