@@ -233,8 +233,8 @@ def law_rows(quick: bool) -> list[str]:
     t = 1_767_225_600.0
 
     def inputs(at: float) -> Inputs:
-        zones = {z.name: ZoneMeasurement(z.nominal_temperature_c - 1.0, z.nominal_airflow_m3_h, at, at)
-                 for z in cfg.zones}
+        zones = {z.name: ZoneMeasurement(z.nominal_temperature_c - 1.0, z.nominal_airflow_m3_h, at, at, 5.0,
+                                         z.nominal_fresh_air_m3_h) for z in cfg.zones}
         return Inputs(zones=zones, web_speed_m_min=Reading(3.0, at), wet_thickness_um=Reading(180.0, at),
                       surface=SurfaceEstimate(at, 20.0, True, 0.26, (CAMERA_M,)))
 
@@ -623,7 +623,8 @@ async def end_to_end(url: str, images: dict[str, np.ndarray], repeats: int, in_p
                 for z in cfg.zones:
                     await line.publish(topics.zone_sensors(z.name), encode(ZoneSensors(
                         timestamp_s=now, source="bench-line", seq=seq, zone=z.name,
-                        temperature_c=z.nominal_temperature_c - 1.0, airflow_m3_h=z.nominal_airflow_m3_h)), qos=0)
+                        temperature_c=z.nominal_temperature_c - 1.0, airflow_m3_h=z.nominal_airflow_m3_h,
+                        fresh_air_m3_h=z.nominal_fresh_air_m3_h, solvent_concentration_g_m3=5.0)), qos=0)
                 await line.publish(topics.line_sensors, encode(LineSensors(
                     timestamp_s=now, source="bench-line", seq=seq, web_speed_m_min=3.0, wet_thickness_um=180.0,
                     exit_residual_solvent_g_m2=0.1)), qos=0)

@@ -13,7 +13,11 @@ line_id        MQTT topic level of the line (``mudcrack/<line_id>/...``)
 dryer_entry_m  coater to dryer entry, m (maps crack-site positions to zones)
 zones          per dryer zone: geometry, nominal recipe, bounds, slew limits, PID gains, sample time
 supervisor     crack-risk thresholds, step sizes, hold times, target surface CIF, exit residual limit
-safe_state     set-points applied when inputs are missing or stale, and after which staleness
+solvent_load   the solvent vapour in the zone air against its lower explosive limit: the exhaust
+               loop's target, the planning limit of the moves, the interlock
+web_speed      the web speed as the supervisor's last resort (off unless ``control: true``)
+safe_state     set-points applied when inputs are missing or stale (or the interlock trips), and
+               after which staleness
 mqtt           broker connection for the daemon (credentials from the file or the environment)
 predictor      the drying model the daemon wires in (the law itself never reads it)
 """
@@ -40,7 +44,9 @@ __all__ = [
     "PidGains",
     "PredictorConfig",
     "SafeStateConfig",
+    "SolventLoadConfig",
     "SupervisorConfig",
+    "WebSpeedConfig",
     "TlsConfig",
     "ZoneConfig",
     "ZoneSafeState",
@@ -77,26 +83,40 @@ class PidGains:
 
 @dataclass(frozen=True, kw_only=True)
 class ZoneConfig:
-    """One dryer zone as the controller sees it."""
+    """One dryer zone as the controller sees it.
+
+    Three loops per zone: air temperature (heater), nozzle airflow (supply fan) and fresh air
+    (the exhaust, which carries the solvent vapour away; its target comes from the
+    solvent-load loop, see `SolventLoadConfig`). ``nominal_fresh_air_m3_h`` is the fixed
+    recipe's exhaust (the loop starts from the measured value).
+    """
 
     name: str
     length_m: float = _num(gt=0.0, hi=100.0)
     nominal_temperature_c: float = _num(lo=-20.0, hi=400.0)
     nominal_airflow_m3_h: float = _num(lo=0.0, hi=1e6)
+    nominal_fresh_air_m3_h: float = _num(gt=0.0, hi=1e6)
     temperature_limits_c: tuple[float, float]
     airflow_limits_m3_h: tuple[float, float]
+    fresh_air_limits_m3_h: tuple[float, float]
     temperature_slew_c_per_s: float = _num(gt=0.0, hi=100.0)
     airflow_slew_m3_h_per_s: float = _num(gt=0.0, hi=1e5)
+    fresh_air_slew_m3_h_per_s: float = _num(gt=0.0, hi=1e5)
     temperature_pid: PidGains
     airflow_pid: PidGains
+    fresh_air_pid: PidGains
     sample_time_s: float = _num(1.0, gt=0.0, hi=3600.0)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.name):
             raise ConfigError(f"name: expected 1-32 letters, digits, '-' or '_', found {self.name!r}")
+        if not self.fresh_air_limits_m3_h[0] > 0:
+            raise ConfigError(f"fresh_air_limits_m3_h: expected a positive low limit (the exhaust never closes), "
+                              f"found {self.fresh_air_limits_m3_h[0]}")
         for key, (lo, hi), value in (
             ("temperature_limits_c", self.temperature_limits_c, self.nominal_temperature_c),
             ("airflow_limits_m3_h", self.airflow_limits_m3_h, self.nominal_airflow_m3_h),
+            ("fresh_air_limits_m3_h", self.fresh_air_limits_m3_h, self.nominal_fresh_air_m3_h),
         ):
             if not lo < hi:
                 raise ConfigError(f"{key}: expected [low, high] with low < high, found [{lo}, {hi}]")
@@ -121,6 +141,7 @@ class SupervisorConfig:
     cif_band: float = _num(0.02, gt=0.0, hi=0.5)
     exit_residual_solvent_limit_g_m2: float = _num(1.0, gt=0.0)
     exit_residual_margin_g_m2: float = _num(0.2, lo=0.0)
+    exit_dry_margin_m: float = _num(0.75, lo=0.0, hi=100.0)
     temperature_step_c: float = _num(5.0, gt=0.0, hi=100.0)
     airflow_step_fraction: float = _num(0.13, gt=0.0, hi=0.9)
     lower_hold_s: float = _num(20.0, lo=0.0)
@@ -128,12 +149,14 @@ class SupervisorConfig:
     estimate_dead_time_s: float = _num(180.0, lo=0.0)
     min_improvement: float = _num(0.001, lo=0.0)
     thickness_uncertainty_um: float = _num(10.0, lo=0.0, hi=500.0)
+    temperature_uncertainty_c: float = _num(2.0, lo=0.0, hi=50.0)
     settle_tolerance_c: float = _num(2.0, gt=0.0)
     settle_tolerance_fraction: float = _num(0.05, gt=0.0, hi=1.0)
     model_margin_step: float = _num(0.01, lo=0.0, hi=0.5)
     model_margin_max: float = _num(0.1, lo=0.0, hi=1.0)
-    solvent_lel_vol_pct: float = _num(1.3, gt=0.0, hi=100.0)
-    solvent_molar_mass_g_mol: float = _num(99.13, gt=0.0)
+    replan_evaluations: int = _num(1500, lo=0, hi=100_000)
+    replan_hold_s: float = _num(120.0, lo=0.0)
+    replan_min_improvement: float = _num(0.01, lo=0.0)
 
     def __post_init__(self) -> None:
         for up, down in (("surface_risk_up", "surface_risk_down"), ("lab_risk_up", "lab_risk_down"),
@@ -148,11 +171,78 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SolventLoadConfig:
+    """Solvent vapour in the zone air against its lower explosive limit (LEL).
+
+    * **Exhaust loop** (every zone sample): the zone's fresh air is set so that the solvent
+      the zone evaporates (measured concentration x measured fresh air; while a move takes
+      effect, at least the model's prediction for the plan) is diluted to
+      ``target_lel_pct`` of the LEL at the zone's air temperature, within the exhaust's limits.
+    * **Planning limit**: the supervisor takes no move whose predicted solvent load would
+      need more than the exhaust's maximum to stay at ``plan_limit_lel_pct`` (and moves
+      away from a plan that does).
+    * **Interlock**: a measured zone at or above ``trip_lel_pct`` drives the configured safe
+      state (heaters down, fans and exhaust purging) until every zone is back below
+      ``target_lel_pct`` (NFPA 86: at most 25 % of the LEL, or 50 % with continuous
+      monitoring and interlocks, as here).
+    * ``required``: zone solvent concentration readings are required inputs (missing or
+      stale -> safe state), as the exhaust loop and the interlock act on them.
+    """
+
+    lel_vol_pct: float = _num(1.3, gt=0.0, hi=100.0)
+    molar_mass_g_mol: float = _num(99.13, gt=0.0, hi=1000.0)
+    target_lel_pct: float = _num(20.0, gt=0.0, hi=100.0)
+    plan_limit_lel_pct: float = _num(25.0, gt=0.0, hi=100.0)
+    trip_lel_pct: float = _num(50.0, gt=0.0, hi=100.0)
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.target_lel_pct <= self.plan_limit_lel_pct < self.trip_lel_pct:
+            raise ConfigError(f"plan_limit_lel_pct: expected target_lel_pct ({self.target_lel_pct}) <= plan_limit_lel_pct "
+                              f"< trip_lel_pct ({self.trip_lel_pct}), found {self.plan_limit_lel_pct}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSpeedConfig:
+    """The web speed as the supervisor's last resort.
+
+    With ``control: true`` the law owns the line's speed set-point (``setpoints/line``):
+    when no recipe move (nor a re-planned recipe) keeps the coating crack-free, dry and
+    within the exhaust's reach, it slows the web to the fastest of up to ``max_steps``
+    speeds ``step_fraction`` apart whose re-planned recipe is predicted crack-free (found by
+    bisection, slower being safer: ~log2(max_steps) re-plans); after
+    ``raise_hold_s`` of low risk it tries one step back up (re-planned, predicted safe)
+    towards ``nominal_m_min``. The command ramps at ``slew_m_min_per_s``. Throughput is
+    only given up for cracks: the model predicts them (worst-case stress ratio plus model
+    margin at or above ``slow_above_stress_ratio``) or the camera / CT sees them, not for a
+    recipe that is merely short of the ``stress_ratio_up`` margin. Camera / CT estimates
+    count ``estimate_dead_time_s x nominal / measured speed`` after a move.
+    """
+
+    control: bool = False
+    nominal_m_min: float = _num(3.0, gt=0.0, hi=1000.0)
+    limits_m_min: tuple[float, float] = (0.5, 10.0)
+    step_fraction: float = _num(0.15, gt=0.0, hi=0.9)
+    max_steps: int = _num(10, lo=1, hi=50)
+    slew_m_min_per_s: float = _num(0.05, gt=0.0, hi=100.0)
+    raise_hold_s: float = _num(600.0, lo=0.0)
+    slow_above_stress_ratio: float = _num(1.0, gt=0.0, hi=2.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.limits_m_min
+        if not 0 < lo < hi:
+            raise ConfigError(f"limits_m_min: expected [low, high] with 0 < low < high, found [{lo}, {hi}]")
+        if not lo <= self.nominal_m_min <= hi:
+            raise ConfigError(f"nominal_m_min: expected a value within limits_m_min [{lo}, {hi}], found {self.nominal_m_min}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ZoneSafeState:
     """Set-points of one zone in the safe state."""
 
     temperature_c: float = _num(lo=-20.0, hi=400.0)
     airflow_m3_h: float = _num(lo=0.0, hi=1e6)
+    fresh_air_m3_h: float = _num(gt=0.0, hi=1e6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +312,8 @@ class ControllerConfig:
     dryer_entry_m: float = _num(0.0, lo=0.0, hi=1000.0)
     zones: tuple[ZoneConfig, ...]
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    solvent_load: SolventLoadConfig = field(default_factory=SolventLoadConfig)
+    web_speed: WebSpeedConfig = field(default_factory=WebSpeedConfig)
     safe_state: SafeStateConfig
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     predictor: PredictorConfig | None = None
@@ -240,7 +332,8 @@ class ControllerConfig:
         for z in self.zones:
             s = safe[z.name]
             for key, value, (lo, hi) in (("temperature_c", s.temperature_c, z.temperature_limits_c),
-                                         ("airflow_m3_h", s.airflow_m3_h, z.airflow_limits_m3_h)):
+                                         ("airflow_m3_h", s.airflow_m3_h, z.airflow_limits_m3_h),
+                                         ("fresh_air_m3_h", s.fresh_air_m3_h, z.fresh_air_limits_m3_h)):
                 if not lo <= value <= hi:
                     raise ConfigError(f"safe_state.zones.{z.name}.{key}: expected a value within the zone's limits "
                                       f"[{lo}, {hi}], found {value}")

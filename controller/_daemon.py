@@ -82,6 +82,7 @@ from ._messages import (
     CrackEstimate,
     Decision,
     Limits,
+    LineCommand,
     LineSensors,
     Message,
     MessageError,
@@ -136,7 +137,7 @@ class DaemonSummary:
     connections, reconnects : int
         Successful connections; connections after the first.
     setpoints : dict
-        The daemon's latest set-point per zone, ``{zone: (temperature_c, airflow_m3_h)}``
+        The daemon's latest set-point per zone, ``{zone: (temperature_c, airflow_m3_h, fresh_air_m3_h)}``
         (after a graceful stop: the configured safe state).
     safe_state_published : bool
         The safe state and ``offline`` were acknowledged by the broker at the stop.
@@ -157,7 +158,7 @@ class DaemonSummary:
     decisions_dropped: int
     connections: int
     reconnects: int
-    setpoints: dict[str, tuple[float, float]]
+    setpoints: dict[str, tuple[float, float, float | None]]
     safe_state_published: bool
     counters: dict[str, int]
 
@@ -289,7 +290,8 @@ class ControllerDaemon:
         # outputs
         self.setpoint_payloads: dict[str, bytes] = {}  # wire topic -> latest payload
         self.acked_setpoint_payloads: dict[str, bytes] = {}  # wire topic -> last payload the broker acknowledged
-        self._setpoint_values: dict[str, tuple[float, float]] = {}
+        self._setpoint_values: dict[str, tuple[float, float, float | None]] = {}
+        self._speed_setpoint: float | None = None  # the web speed set-point last queued
         self._dirty: set[str] = set()
         self._recent: dict[str, deque[bytes]] = {}  # wire topic -> our last payloads (echo detection)
         self._decisions: deque[tuple[float, bytes]] = deque(maxlen=max_queued_decisions)
@@ -359,7 +361,7 @@ class ControllerDaemon:
                                                     f"reading {prev.temperature_t_s:.3f}")
                 return None
             self._zones[msg.zone] = ZoneMeasurement(msg.temperature_c, msg.airflow_m3_h, msg.timestamp_s,
-                                                    msg.timestamp_s, msg.solvent_concentration_g_m3)
+                                                    msg.timestamp_s, msg.solvent_concentration_g_m3, msg.fresh_air_m3_h)
             return MessageKind.ZONE_SENSORS
         if isinstance(msg, LineSensors):
             if self._line_t is not None and msg.timestamp_s < self._line_t:
@@ -391,11 +393,11 @@ class ControllerDaemon:
             elif retain:
                 self.metrics.inc("setpoints.retained")
                 log_event(log, logging.INFO, "retained_setpoint", topic=topic, zone=msg.zone, source=msg.source,
-                          temperature_c=msg.temperature_c, airflow_m3_h=msg.airflow_m3_h)
+                          temperature_c=msg.temperature_c, airflow_m3_h=msg.airflow_m3_h, fresh_air_m3_h=msg.fresh_air_m3_h)
             else:  # another client wrote our set-point topic: the ACL is missing or wrong
                 self.metrics.inc("setpoints.foreign")
                 log_event(log, logging.WARNING, "foreign_setpoint", topic=topic, zone=msg.zone, source=msg.source,
-                          temperature_c=msg.temperature_c, airflow_m3_h=msg.airflow_m3_h)
+                          temperature_c=msg.temperature_c, airflow_m3_h=msg.airflow_m3_h, fresh_air_m3_h=msg.fresh_air_m3_h)
             return MessageKind.ZONE_SETPOINT
         return None  # not subscribed
 
@@ -423,10 +425,12 @@ class ControllerDaemon:
                 and self._wet is not None and (self._surface is not None or not need_surface))
 
     # ------------------------------------------------------------------ publishing
-    def _set_setpoint(self, zone: str, temperature_c: float, airflow_m3_h: float, t_s: float) -> None:
+    def _set_setpoint(self, zone: str, temperature_c: float, airflow_m3_h: float, fresh_air_m3_h: float | None,
+                      t_s: float) -> None:
         topic = self.wire(MessageKind.ZONE_SETPOINT, zone)
+        fresh = None if fresh_air_m3_h is None else float(fresh_air_m3_h)
         msg = ZoneCommand(timestamp_s=t_s, source=self.source, seq=self._next_seq(topic), zone=zone,
-                          temperature_c=float(temperature_c), airflow_m3_h=float(airflow_m3_h))
+                          temperature_c=float(temperature_c), airflow_m3_h=float(airflow_m3_h), fresh_air_m3_h=fresh)
         try:
             payload = encode(msg, limits=self.limits)
         except MessageError as exc:  # outside the message limits: a configuration bug; keep the last one
@@ -436,7 +440,23 @@ class ControllerDaemon:
         if topic in self._dirty:
             self.metrics.inc("setpoints.superseded")  # queued one replaced by a newer one (latest per zone)
         self.setpoint_payloads[topic] = payload
-        self._setpoint_values[zone] = (float(temperature_c), float(airflow_m3_h))
+        self._setpoint_values[zone] = (float(temperature_c), float(airflow_m3_h), fresh)
+        self._dirty.add(topic)
+
+    def _set_line_setpoint(self, speed_m_min: float, t_s: float) -> None:
+        """Queue the web speed set-point (retained, QoS 1) when it changed (the law ramps it)."""
+        topic = self.wire(MessageKind.LINE_SETPOINT)
+        if self._speed_setpoint is not None and abs(self._speed_setpoint - speed_m_min) < 1e-6:
+            return
+        msg = LineCommand(timestamp_s=t_s, source=self.source, seq=self._next_seq(topic), speed_m_min=float(speed_m_min))
+        try:
+            payload = encode(msg, limits=self.limits)
+        except MessageError as exc:
+            self.metrics.inc("errors.encode")
+            log_event(log, logging.ERROR, "setpoint_not_encoded", topic=topic, detail=str(exc))
+            return
+        self.setpoint_payloads[topic] = payload
+        self._speed_setpoint = float(speed_m_min)
         self._dirty.add(topic)
 
     def _queue_decision(self, msg: Decision) -> None:
@@ -484,7 +504,8 @@ class ControllerDaemon:
     async def _publish_setpoint(self, client: aiomqtt.Client, topic: str) -> None:
         payload = self.setpoint_payloads[topic]
         self._recent.setdefault(topic, deque(maxlen=16)).append(payload)
-        await self._publish(client, MessageKind.ZONE_SETPOINT, topic, payload)
+        kind = MessageKind.LINE_SETPOINT if topic == self.wire(MessageKind.LINE_SETPOINT) else MessageKind.ZONE_SETPOINT
+        await self._publish(client, kind, topic, payload)
         self.acked_setpoint_payloads[topic] = payload
         self.metrics.inc("published.setpoints")
         if self.setpoint_payloads[topic] is payload:
@@ -558,7 +579,9 @@ class ControllerDaemon:
     def _emit(self, result: StepResult, t_s: float) -> None:
         self._state = result.state
         for zone, sp in result.setpoints.items():
-            self._set_setpoint(zone, sp.temperature_c, sp.airflow_m3_h, t_s)
+            self._set_setpoint(zone, sp.temperature_c, sp.airflow_m3_h, sp.fresh_air_m3_h, t_s)
+        if result.web_speed_m_min is not None:
+            self._set_line_setpoint(result.web_speed_m_min, t_s)
         for d in result.decisions:
             self.metrics.inc(f"decisions.{metric_key(str(d.action))}")
             log_event(log, logging.INFO, "decision", t_s=d.t_s, action=str(d.action), reason=str(d.reason),
@@ -581,9 +604,10 @@ class ControllerDaemon:
     def _apply_safe_state(self, t_s: float, why: str, *, code: str) -> None:
         safe = self.config.safe_state.zones
         for zone in self.config.zone_names:
-            self._set_setpoint(zone, safe[zone].temperature_c, safe[zone].airflow_m3_h, t_s)
+            self._set_setpoint(zone, safe[zone].temperature_c, safe[zone].airflow_m3_h, safe[zone].fresh_air_m3_h, t_s)
         outputs = {metric_key(f"{z}.{k}"): v for z in self.config.zone_names
-                   for k, v in (("temperature_c", safe[z].temperature_c), ("airflow_m3_h", safe[z].airflow_m3_h))}
+                   for k, v in (("temperature_c", safe[z].temperature_c), ("airflow_m3_h", safe[z].airflow_m3_h),
+                                ("fresh_air_m3_h", safe[z].fresh_air_m3_h))}
         self._queue_decision(Decision(timestamp_s=t_s, source=self.source, seq=self._next_seq(self.wire(MessageKind.DECISION)),
                                       action="safe_state", reason=_text(f"{code}: {why}"), outputs=outputs))
         self._status = ("safe", why)

@@ -137,8 +137,7 @@ def _lel_warnings(numbers: dict[str, dict[str, float]]) -> list[str]:
         pct = numbers[name].get("max_zone_lel_pct", math.nan)
         if math.isfinite(pct) and pct > LEL_WARNING_PCT:
             out.append(f"WARNING: the {label} ran a zone at {pct:.0f} % of the solvent's lower explosive limit "
-                       f"(NFPA 86: <= 25 %, <= 50 % with continuous monitoring); the controller does not yet "
-                       f"constrain the solvent load (README, Limits)")
+                       f"(NFPA 86: <= 25 %, <= 50 % with continuous monitoring and an interlock)")
     return out
 
 
@@ -160,6 +159,9 @@ def _numbers(run: _Run, minutes: float, t0_s: float, ctl) -> dict[str, float]:
     if len(ts) and all(f"{z}_solvent_concentration_g_m3" in ts for z in zones):
         lel_pct = 100.0 * float(max(np.nanmax(ts[f"{z}_solvent_concentration_g_m3"]
                                               / lel_g_m3(ctl, ts[f"{z}_temperature_c"])) for z in zones))
+    # coating produced (web length through the coater) and the energy per square metre of it
+    coated_m = float(np.trapezoid(ts["web_speed_m_min"] / 60.0, ts["t_s"])) if len(ts) > 1 else math.nan
+    area_m2 = coated_m * run.line.config.web.width_m
     return {
         "parcels_exited": float(len(ex)),
         "max_zone_lel_pct": lel_pct,
@@ -170,6 +172,9 @@ def _numbers(run: _Run, minutes: float, t0_s: float, ctl) -> dict[str, float]:
         "max_exit_residual_g_m2": float(np.nanmax(ex["residual_solvent_g_m2"])) if len(ex) else math.nan,
         "energy_kwh": energy,
         "mean_power_kw": float(power.mean()) if len(ts) else math.nan,
+        "coated_m": coated_m,
+        "final_speed_m_min": float(ts["web_speed_m_min"].iloc[-1]) if len(ts) else math.nan,
+        "energy_kwh_per_m2": energy / area_m2 if area_m2 > 0 else math.nan,
         "estimates": float(len(run.estimates)),
         "estimates_alarm": float(sum(e["alarm"] for e in run.estimates)),
         "decisions": float(len(run.decisions)),
@@ -258,17 +263,31 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
     plt.close(fig)
 
     # 3. set-points and the controller's decisions
+    from ._law_supervisor import lel_g_m3
+
+    ctl = load_controller_config()
     zones = runs["closed"].line.zone_names
-    fig, ax = plt.subplots(2, 1, figsize=(13, 8), sharex=True)
+    fig, ax = plt.subplots(4, 1, figsize=(13, 14), sharex=True)
     zc = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ts_c, ts_o = data["closed"][1], data["open"][1]
     for i, z in enumerate(zones):
-        ts_c, ts_o = data["closed"][1], data["open"][1]
-        ax[0].plot(ts_c.t_s / 60.0, ts_c[f"{z}_temperature_setpoint_c"], color=zc[i], label=f"{z} set-point")
-        ax[0].plot(ts_c.t_s / 60.0, ts_c[f"{z}_temperature_c"], color=zc[i], lw=0.8, alpha=0.6)
-        ax[0].plot(ts_o.t_s / 60.0, ts_o[f"{z}_temperature_setpoint_c"], color=zc[i], ls=":", lw=0.8)
-        ax[1].plot(ts_c.t_s / 60.0, ts_c[f"{z}_airflow_setpoint_m3_h"], color=zc[i], label=f"{z} set-point")
-        ax[1].plot(ts_c.t_s / 60.0, ts_c[f"{z}_airflow_m3_h"], color=zc[i], lw=0.8, alpha=0.6)
-        ax[1].plot(ts_o.t_s / 60.0, ts_o[f"{z}_airflow_setpoint_m3_h"], color=zc[i], ls=":", lw=0.8)
+        for k, (var, unit) in enumerate((("temperature", "c"), ("airflow", "m3_h"), ("fresh_air", "m3_h"))):
+            ax[k].plot(ts_c.t_s / 60.0, ts_c[f"{z}_{var}_setpoint_{unit}"], color=zc[i], label=f"{z} set-point")
+            ax[k].plot(ts_c.t_s / 60.0, ts_c[f"{z}_{var}_{unit}"], color=zc[i], lw=0.8, alpha=0.6)
+            ax[k].plot(ts_o.t_s / 60.0, ts_o[f"{z}_{var}_setpoint_{unit}"], color=zc[i], ls=":", lw=0.8)
+        for df, ls, lab in ((ts_c, "-", f"{z}"), (ts_o, ":", None)):
+            ax[3].plot(df.t_s / 60.0, 100 * df[f"{z}_solvent_concentration_g_m3"] / lel_g_m3(ctl, df[f"{z}_temperature_c"]),
+                       color=zc[i], ls=ls, lw=1.0 if ls == "-" else 0.8, label=lab)
+    sl = ctl.solvent_load
+    for pct, text in ((sl.target_lel_pct, "exhaust loop target"), (LEL_WARNING_PCT, "NFPA 86 (25 %)"),
+                      (sl.trip_lel_pct, "interlock trip")):
+        ax[3].axhline(pct, color="k", ls="--" if pct == sl.trip_lel_pct else ":", lw=0.8)
+        ax[3].annotate(text, (0.0, pct), fontsize=7, va="bottom")
+    speed_ax = ax[3].twinx()
+    speed_ax.plot(ts_c.t_s / 60.0, ts_c.web_speed_m_min, color="k", lw=1.5, label="web speed (closed loop)")
+    speed_ax.set_ylabel("web speed (m/min)")
+    speed_ax.set_ylim(0.0, max(float(ts_c.web_speed_m_min.max()), float(ts_o.web_speed_m_min.max())) * 1.3)
+    speed_ax.legend(fontsize=7, loc="upper right")
     dec = data["closed"][3]
     # moves: what the law changed (not holds, not the daemon's own safe state when it stops)
     moves = dec[(dec.action != "hold") & ~dec.reason.astype(str).str.startswith("shutdown")] if len(dec) else dec
@@ -283,9 +302,13 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
     ax[0].set_ylabel("zone air temperature (C)")
     ax[0].set_title("closed loop set-points (solid), actual (thin), fixed recipe (dotted); grey: controller moves")
     ax[0].legend(fontsize=7, ncol=4)
-    ax[1].set_ylabel("zone airflow (m3/h)")
-    ax[1].set_xlabel("time (min)")
+    ax[1].set_ylabel("zone nozzle airflow (m3/h)")
     ax[1].legend(fontsize=7, ncol=4)
+    ax[2].set_ylabel("zone exhaust / fresh air (m3/h)")
+    ax[2].legend(fontsize=7, ncol=4)
+    ax[3].set_ylabel("zone solvent vapour (% LEL)")
+    ax[3].set_xlabel("time (min)")
+    ax[3].legend(fontsize=7, ncol=4, loc="upper left")
     fig.tight_layout()
     files.append(out / "setpoints.png")
     fig.savefig(files[-1], dpi=100)
@@ -310,8 +333,14 @@ def _report(out: Path, runs: dict[str, _Run], numbers: dict, *, scenario_text: s
         (f"| max residual NMP at exit (limit {limit:g} g/m2) | {_fmt(o['max_exit_residual_g_m2'], ' g/m2', 3)} | "
         f"{_fmt(c['max_exit_residual_g_m2'], ' g/m2', 3)} |"),
         f"| dryer energy (heater + fans) | {_fmt(o['energy_kwh'], ' kWh', 2)} | {_fmt(c['energy_kwh'], ' kWh', 2)} |",
-        (f"| highest zone solvent vapour (% of the LEL; not yet a controller constraint) | "
+        (f"| highest zone solvent vapour (% of the LEL; exhaust loop target {ctl.solvent_load.target_lel_pct:g} %, "
+         f"interlock {ctl.solvent_load.trip_lel_pct:g} %) | "
          f"{_fmt(o['max_zone_lel_pct'], ' %', 0)} | {_fmt(c['max_zone_lel_pct'], ' %', 0)} |"),
+        (f"| web speed at the end | {_fmt(o['final_speed_m_min'], ' m/min', 2)} | "
+         f"{_fmt(c['final_speed_m_min'], ' m/min', 2)} |"),
+        (f"| coating produced | {_fmt(o['coated_m'], ' m', 1)} | {_fmt(c['coated_m'], ' m', 1)} |"),
+        (f"| energy per m2 of coating | {_fmt(o['energy_kwh_per_m2'], ' kWh/m2', 3)} | "
+         f"{_fmt(c['energy_kwh_per_m2'], ' kWh/m2', 3)} |"),
         (f"| vision estimates (alarming) | {o['estimates']:.0f} ({o['estimates_alarm']:.0f}) | "
         f"{c['estimates']:.0f} ({c['estimates_alarm']:.0f}) |"),
         f"| controller decisions (moves) | - | {c['decisions']:.0f} ({c['moves']:.0f}) |",
@@ -486,6 +515,8 @@ async def run_demo_async(out_dir: str | Path, *, minutes: float = 12.0, speedup:
         f"{_fmt(c['max_exit_residual_g_m2'], '', 3):>9}"),
         f"  energy heater+fans (kWh)     {_fmt(o['energy_kwh'], '', 2):>9}    {_fmt(c['energy_kwh'], '', 2):>9}",
         f"  max zone solvent (% LEL)     {_fmt(o['max_zone_lel_pct'], '', 0):>9}    {_fmt(c['max_zone_lel_pct'], '', 0):>9}",
+        f"  web speed at end (m/min)     {_fmt(o['final_speed_m_min'], '', 2):>9}    {_fmt(c['final_speed_m_min'], '', 2):>9}",
+        f"  energy per m2 coated (kWh)   {_fmt(o['energy_kwh_per_m2'], '', 3):>9}    {_fmt(c['energy_kwh_per_m2'], '', 3):>9}",
         (f"  controller decisions: {c['decisions']:.0f} ({c['moves']:.0f} moves); vision estimates "
         f"{o['estimates']:.0f} / {c['estimates']:.0f}"),
         f"  report: {out / 'report.md'} (cracks.png, exit_and_energy.png, setpoints.png); wall {wall_s:.0f} s",

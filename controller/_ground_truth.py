@@ -25,8 +25,8 @@ def surface_truth(snapshot: sim_line.FilmSnapshot) -> tuple[float, bool, float]:
 def line_inputs(line: sim_line.Line, readings: sim_line.LineReadings) -> Inputs:
     """The law's `Inputs` at the time of ``readings`` (zones with their solvent load, speed, thickness, camera)."""
     r = readings
-    zones = {z.name: ZoneMeasurement(z.temperature_c, z.airflow_m3_h, r.t_s, r.t_s, z.solvent_concentration_g_m3)
-             for z in r.zones}
+    zones = {z.name: ZoneMeasurement(z.temperature_c, z.airflow_m3_h, r.t_s, r.t_s, z.solvent_concentration_g_m3,
+                                     z.fresh_air_m3_h) for z in r.zones}
     score, onset, cif = surface_truth(line.camera_snapshot())
     return Inputs(zones, Reading(r.web_speed_m_min, r.t_s), Reading(r.wet_thickness_um, r.t_s),
                   SurfaceEstimate(r.t_s, score, onset, cif))

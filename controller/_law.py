@@ -18,6 +18,14 @@ Structure (a cascade)
   transfer (``Inputs.manual``) and bumpless restart after the safe state. The state of each
   loop (integral, last input, P/I/D terms) lives in the immutable `LoopState`; a simple-pid
   `PID` is rebuilt from it at every sample.
+* **Solvent load** (every zone sample): a third loop per zone drives the zone's exhaust
+  (fresh air). Its target dilutes the solvent the zone evaporates to
+  ``solvent_load.target_lel_pct`` of the lower explosive limit (LEL) at the zone's air
+  temperature: measured load (vapour concentration x measured fresh air) over the target
+  concentration, and while a supervisor move takes effect (``estimate_dead_time_s``) at least
+  the fresh air the model predicts for the plan (feedforward: heaters lag, the load moves
+  before it is measured); within the exhaust's limits, with the same PID trim, slew limit,
+  anti-windup and manual mode as the other loops.
 * **Supervisor** (every ``supervisor.period_s``): a drying model (the `Predictor`, the same
   physics as `sim_line`) predicts, for the current plan (the targets) and for the measured
   state, where the coating's critical point lies (the solvent front entering the pores at
@@ -40,6 +48,10 @@ Structure (a cascade)
     lowest stress ratio (or the crack intensity closest to a non-zero target) that keeps the
     predicted exit residual below ``limit - margin``; no such candidate -> a HOLD decision
     suggesting a slower line.
+  - Every move must keep the predicted solvent load within what the exhaust can dilute to
+    ``solvent_load.plan_limit_lel_pct`` (the model's zone loads, the exhaust loop's steady
+    state); a plan that does not (thicker coating, an exhaust limit) is first moved to the
+    candidate with the lowest load that keeps the exit dry and the crack risk no higher.
   - Plan predicted wet at the exit -> raise the drying rate first (one step, the candidate
     that dries without raising the crack risk).
   - Risk low for ``raise_hold_s`` -> one step back towards the nominal recipe, only if the
@@ -51,8 +63,11 @@ Structure (a cascade)
     estimates see coating that passed the critical zone before the last move, so they count
     only ``estimate_dead_time_s`` after it; if they then show a risk the model did not
     predict, the model margin grows by ``model_margin_step``.
-* **Safety**: missing or stale inputs -> the configured safe state (no prediction, no
-  guess), with a decision naming the inputs.
+* **Safety**: missing or stale inputs (zone solvent readings included when
+  ``solvent_load.required``) -> the configured safe state (no prediction, no guess), with a
+  decision naming the inputs. Interlock: a zone's measured vapour at or above
+  ``solvent_load.trip_lel_pct`` of the LEL -> the safe state (heaters down, fans and exhausts
+  purging) until every zone is back below ``target_lel_pct``.
 
 Every decision has a machine-readable `Action` and `Reason` and a human text.
 
@@ -70,8 +85,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._config import ControllerConfig
+from ._config import ControllerConfig, ZoneConfig
 from ._law_inputs import (
+    LOOPS,
+    ExhaustControl,
     Inputs,
     LabEstimate,
     LineConditions,
@@ -83,6 +100,7 @@ from ._law_inputs import (
     SurfaceEstimate,
     ZoneMeasurement,
     _finite,
+    lel_g_m3_at,
 )
 from ._law_loops import LoopState, _hold, _pid, _restart
 from ._law_replay import decisions_frame, inputs_from_row, write_decisions_csv
@@ -94,6 +112,7 @@ __all__ = [
     "Action",
     "ControlLaw",
     "Decision",
+    "ExhaustControl",
     "Inputs",
     "LabEstimate",
     "LawState",
@@ -144,6 +163,9 @@ class ControlLaw(_Supervisor):
         self._names = config.zone_names
         self._nominal_t = np.array([z.nominal_temperature_c for z in config.zones])
         self._nominal_q = np.array([z.nominal_airflow_m3_h for z in config.zones])
+        sl = config.solvent_load
+        self._exhaust = ExhaustControl(sl.lel_vol_pct, sl.molar_mass_g_mol, sl.target_lel_pct / 100.0,
+                                       tuple(z.fresh_air_limits_m3_h for z in config.zones))
 
     # ------------------------------------------------------------------ state
     def initial_state(self, inputs: Inputs | None = None) -> LawState:
@@ -153,9 +175,16 @@ class ControlLaw(_Supervisor):
             m = inputs.zones.get(z.name) if inputs is not None else None
             t_cmd = float(np.clip(m.temperature_c if m else z.nominal_temperature_c, *z.temperature_limits_c))
             q_cmd = float(np.clip(m.airflow_m3_h if m else z.nominal_airflow_m3_h, *z.airflow_limits_m3_h))
-            zones.append(ZoneState(z.nominal_temperature_c, z.nominal_airflow_m3_h,
-                                   LoopState(True, t_cmd, t_cmd), LoopState(True, q_cmd, q_cmd)))
-        return LawState(t_s=None, mode=Mode.AUTO, zones=tuple(zones))
+            f = m.fresh_air_m3_h if m is not None and m.fresh_air_m3_h is not None else z.nominal_fresh_air_m3_h
+            f_cmd = float(np.clip(f, *z.fresh_air_limits_m3_h))
+            zones.append(ZoneState(z.nominal_temperature_c, z.nominal_airflow_m3_h, LoopState(True, t_cmd, t_cmd),
+                                   LoopState(True, q_cmd, q_cmd), LoopState(True, f_cmd, f_cmd)))
+        speed = None
+        ws = self.config.web_speed
+        if ws.control:  # start from the measured speed (bumpless), within the limits
+            measured = inputs.web_speed_m_min if inputs is not None else None
+            speed = float(np.clip(measured.value if measured is not None else ws.nominal_m_min, *ws.limits_m_min))
+        return LawState(t_s=None, mode=Mode.AUTO, zones=tuple(zones), speed_target_m_min=speed, speed_command_m_min=speed)
 
     # ------------------------------------------------------------------- step
     def step(self, state: LawState, inputs: Inputs, t_s: float) -> StepResult:
@@ -182,21 +211,24 @@ class ControlLaw(_Supervisor):
         _finite("t_s", t_s)
         if state.t_s is not None and t_s < state.t_s:
             raise ValueError(f"t_s: expected a time >= the state's time {state.t_s}, found {t_s}")
-        problems = self._input_problems(inputs, t_s)
+        problems = self._input_problems(inputs, t_s) or self._solvent_trip(state, inputs)
         if problems:
             return self._safe_state(state, problems, t_s)
         decisions: list[Decision] = []
         if state.mode is Mode.SAFE:
+            tripped = any(n.endswith(".solvent_lel") for n in state.safe_inputs)
             state = replace(state, mode=Mode.AUTO, safe_inputs=(), risk_low_since_s=None, zones=tuple(
-                replace(zs, temperature=_restart(zs.temperature), airflow=_restart(zs.airflow)) for zs in state.zones))
+                replace(zs, temperature=_restart(zs.temperature), airflow=_restart(zs.airflow),
+                        fresh_air=_restart(zs.fresh_air)) for zs in state.zones))
+            text = ("every zone's solvent vapour below the target again" if tripped else "all inputs fresh again")
             decisions.append(Decision(t_s, Action.RESUME, Reason.INPUTS_RESTORED,
-                                      "all inputs fresh again: leaving the safe state, ramping back to the plan"))
+                                      f"{text}: leaving the safe state, ramping back to the plan"))
         state = self._operator(state, inputs, t_s, decisions)
         last = state.last_supervisor_s
         if last is None or t_s - last >= self.config.supervisor.period_s - 1e-9:
             state = self._supervise(replace(state, last_supervisor_s=t_s), inputs, t_s, decisions)
         state = self._loops(state, inputs, t_s)
-        return StepResult(replace(state, t_s=t_s), self._setpoints(state), tuple(decisions))
+        return StepResult(replace(state, t_s=t_s), self._setpoints(state), tuple(decisions), state.speed_command_m_min)
 
     # ----------------------------------------------------------------- safety
     def _input_problems(self, inputs: Inputs, t_s: float) -> list[tuple[str, Reason]]:
@@ -213,6 +245,12 @@ class ControlLaw(_Supervisor):
             m = inputs.zones.get(name)
             check(f"{name}.temperature_c", m.temperature_t_s if m else None, limit)
             check(f"{name}.airflow_m3_h", m.airflow_t_s if m else None, limit)
+        if self.config.solvent_load.required:
+            for name in self._names:
+                m = inputs.zones.get(name)
+                if m is not None:  # a missing zone is named above
+                    check(f"{name}.solvent_concentration_g_m3",
+                          m.temperature_t_s if m.solvent_concentration_g_m3 is not None else None, limit)
         check("web_speed_m_min", inputs.web_speed_m_min.t_s if inputs.web_speed_m_min else None, limit)
         check("wet_thickness_um", inputs.wet_thickness_um.t_s if inputs.wet_thickness_um else None, limit)
         surface_limit = self.config.safe_state.surface_estimate_stale_after_s
@@ -220,22 +258,53 @@ class ControlLaw(_Supervisor):
             check("surface_estimate", inputs.surface.t_s if inputs.surface else None, surface_limit)
         return out
 
+    def _measured_lel(self, inputs: Inputs) -> dict[str, float]:
+        """Measured solvent vapour / LEL at the zone's air temperature, per zone that reports it."""
+        sl = self.config.solvent_load
+        out = {}
+        for name in self._names:
+            m = inputs.zones.get(name)
+            if m is not None and m.solvent_concentration_g_m3 is not None:
+                lel = float(lel_g_m3_at(sl.lel_vol_pct, sl.molar_mass_g_mol, m.temperature_c))
+                out[name] = m.solvent_concentration_g_m3 / lel
+        return out
+
+    def _solvent_trip(self, state: LawState, inputs: Inputs) -> list[tuple[str, Reason]]:
+        """Interlock: zones at or above the trip level; once tripped, until every zone is below the target."""
+        sl = self.config.solvent_load
+        lel = self._measured_lel(inputs)
+        tripped = state.mode is Mode.SAFE and any(n.endswith(".solvent_lel") for n in state.safe_inputs)
+        level = sl.target_lel_pct if tripped else sl.trip_lel_pct
+        high = [n for n, f in lel.items() if 100.0 * f >= level]
+        if tripped and high:  # latched: keep naming the zones that tripped it, plus any above the target
+            high = sorted({*high, *(n.split(".")[0] for n in state.safe_inputs if n.endswith(".solvent_lel"))},
+                          key=self._names.index)
+        return [(f"{n}.solvent_lel", Reason.SOLVENT_LOAD_TRIP) for n in high]
+
     def _safe_state(self, state: LawState, problems: list[tuple[str, Reason]], t_s: float) -> StepResult:
         safe = self.config.safe_state.zones
         zones = []
         for z, zs in zip(self.config.zones, state.zones):
             s = safe[z.name]
             zones.append(replace(zs, temperature=_hold(zs.temperature, s.temperature_c),
-                                 airflow=_hold(zs.airflow, s.airflow_m3_h)))
+                                 airflow=_hold(zs.airflow, s.airflow_m3_h), fresh_air=_hold(zs.fresh_air, s.fresh_air_m3_h)))
         names = tuple(n for n, _ in problems)
         decisions: tuple[Decision, ...] = ()
         if state.mode is not Mode.SAFE or names != state.safe_inputs:
-            reason = Reason.INPUT_STALE if any(r is Reason.INPUT_STALE for _, r in problems) else Reason.INPUT_MISSING
-            text = ("missing or stale inputs (" + ", ".join(f"{n}: {r.value.split('_')[-1]}" for n, r in problems)
-                    + "): applying the configured safe state to every zone")
+            if any(r is Reason.SOLVENT_LOAD_TRIP for _, r in problems):
+                sl = self.config.solvent_load
+                reason = Reason.SOLVENT_LOAD_TRIP
+                text = (f"interlock: solvent vapour at or above {sl.trip_lel_pct:g} % of the LEL in "
+                        + ", ".join(n.split(".")[0] for n in names)
+                        + f": applying the configured safe state (heaters down, fans and exhausts purging) "
+                          f"until every zone is below {sl.target_lel_pct:g} %")
+            else:
+                reason = Reason.INPUT_STALE if any(r is Reason.INPUT_STALE for _, r in problems) else Reason.INPUT_MISSING
+                text = ("missing or stale inputs (" + ", ".join(f"{n}: {r.value.split('_')[-1]}" for n, r in problems)
+                        + "): applying the configured safe state to every zone")
             decisions = (Decision(t_s, Action.SAFE_STATE, reason, text, inputs=names),)
         new = replace(state, t_s=t_s, mode=Mode.SAFE, zones=tuple(zones), safe_inputs=names, risk_low_since_s=None)
-        return StepResult(new, self._setpoints(new), decisions)
+        return StepResult(new, self._setpoints(new), decisions, new.speed_command_m_min)  # the speed is held
 
     # --------------------------------------------------------------- operator
     def _operator(self, state: LawState, inputs: Inputs, t_s: float, decisions: list[Decision]) -> LawState:
@@ -247,9 +316,10 @@ class ControlLaw(_Supervisor):
         zones = list(state.zones)
         for i, z in enumerate(self.config.zones):
             zs = zones[i]
-            for loop in ("temperature", "airflow"):
+            for loop in LOOPS:
                 ls: LoopState = getattr(zs, loop)
-                lo, hi = z.temperature_limits_c if loop == "temperature" else z.airflow_limits_m3_h
+                lo, hi = getattr(z, {"temperature": "temperature_limits_c", "airflow": "airflow_limits_m3_h",
+                                     "fresh_air": "fresh_air_limits_m3_h"}[loop])
                 unit = "C" if loop == "temperature" else "m3/h"
                 m = wanted.get((z.name, loop))
                 if m is not None:
@@ -264,8 +334,9 @@ class ControlLaw(_Supervisor):
                                               text=f"{z.name} {loop}: back to auto, starting from the manual output "
                                                    f"{ls.command:.4g} {unit}"))
                     ls = replace(_restart(ls), auto=True)
-                    target = "target_temperature_c" if loop == "temperature" else "target_airflow_m3_h"
-                    zs = replace(zs, **{target: ls.command})
+                    if loop != "fresh_air":  # the fresh-air loop's target is the solvent-load loop's
+                        target = "target_temperature_c" if loop == "temperature" else "target_airflow_m3_h"
+                        zs = replace(zs, **{target: ls.command})
                 zs = replace(zs, **{loop: ls})
             zones[i] = zs
         return replace(state, zones=tuple(zones))
@@ -276,6 +347,7 @@ class ControlLaw(_Supervisor):
             return state
         dt = 0.0 if state.t_s is None else t_s - state.t_s
         wait = self._raise_pending(state, inputs, t_s)
+        dead_s = self._dead_time_s(inputs)
         zones = []
         for z, zs in zip(self.config.zones, state.zones):
             m = inputs.zones[z.name]
@@ -286,13 +358,38 @@ class ControlLaw(_Supervisor):
                         z.temperature_limits_c, z.temperature_slew_c_per_s, z.sample_time_s, t_s, dt)
             air = _pid(zs.airflow, q_target, m.airflow_m3_h, z.airflow_pid,
                        z.airflow_limits_m3_h, z.airflow_slew_m3_h_per_s, z.sample_time_s, t_s, dt)
-            zones.append(replace(zs, temperature=temp, airflow=air))
-        return replace(state, zones=tuple(zones))
+            fresh_measured = m.fresh_air_m3_h if m.fresh_air_m3_h is not None else zs.fresh_air.command
+            fresh = _pid(zs.fresh_air, self._fresh_air_target(state, z, zs, m, t_s, dead_s), fresh_measured, z.fresh_air_pid,
+                         z.fresh_air_limits_m3_h, z.fresh_air_slew_m3_h_per_s, z.sample_time_s, t_s, dt)
+            zones.append(replace(zs, temperature=temp, airflow=air, fresh_air=fresh))
+        state = replace(state, zones=tuple(zones))
+        if state.speed_target_m_min is not None and state.speed_command_m_min is not None:
+            step = self.config.web_speed.slew_m_min_per_s * dt
+            cmd = state.speed_command_m_min + float(np.clip(state.speed_target_m_min - state.speed_command_m_min, -step, step))
+            state = replace(state, speed_command_m_min=cmd)
+        return state
+
+    def _fresh_air_target(self, state: LawState, z: ZoneConfig, zs: ZoneState, m: ZoneMeasurement, t_s: float,
+                          dead_s: float) -> float:
+        """The solvent-load loop: fresh air that dilutes the zone's load to the target % LEL, m3/h."""
+        wanted = []
+        if m.solvent_concentration_g_m3 is not None:
+            fresh_now = m.fresh_air_m3_h if m.fresh_air_m3_h is not None else zs.fresh_air.command
+            load_g_h = m.solvent_concentration_g_m3 * fresh_now
+            target_g_m3 = self._exhaust.target_lel_fraction * float(self._exhaust.lel_g_m3(m.temperature_c))
+            wanted.append(load_g_h / target_g_m3)
+        plan = state.plan
+        moving = state.last_move_s is not None and t_s - state.last_move_s < dead_s
+        if plan is not None and plan.zone_fresh_air_m3_h and (moving or not wanted):
+            wanted.append(plan.zone_fresh_air_m3_h[self._names.index(z.name)])
+        if not wanted:
+            return zs.fresh_air.reference  # nothing measured or predicted: hold
+        return float(np.clip(max(wanted), *z.fresh_air_limits_m3_h))
 
     def _raise_pending(self, state: LawState, inputs: Inputs, t_s: float) -> bool:
         """True while a loop still ramps up to a raised target (bounded by the dead time after a move)."""
         sup = self.config.supervisor
-        if state.last_move_s is None or t_s - state.last_move_s >= sup.estimate_dead_time_s:
+        if state.last_move_s is None or t_s - state.last_move_s >= self._dead_time_s(inputs):
             return False
         for z, zs in zip(self.config.zones, state.zones):
             m = inputs.zones[z.name]
@@ -305,7 +402,8 @@ class ControlLaw(_Supervisor):
         return False
 
     def _setpoints(self, state: LawState) -> dict[str, Setpoint]:
-        return {n: Setpoint(zs.temperature.command, zs.airflow.command) for n, zs in zip(self._names, state.zones)}
+        return {n: Setpoint(zs.temperature.command, zs.airflow.command, zs.fresh_air.command)
+                for n, zs in zip(self._names, state.zones)}
 
 
 def replay(log_csv: str | Path, config: ControllerConfig, predictor: Predictor) -> pd.DataFrame:
@@ -318,10 +416,11 @@ def replay(log_csv: str | Path, config: ControllerConfig, predictor: Predictor) 
         is a missing reading; ``*_t_s`` columns are optional and default to the row's
         ``t_s``): ``t_s``; ``web_speed_m_min``, ``wet_thickness_um``; per zone
         ``<Z>_temperature_c``, ``<Z>_airflow_m3_h``, ``<Z>_solvent_concentration_g_m3``
-        (optional); ``surface_risk_score``, ``surface_onset``, ``surface_cif``,
+        and ``<Z>_fresh_air_m3_h`` (optional); ``surface_risk_score``, ``surface_onset``, ``surface_cif``,
         ``surface_sites_m`` (positions along the web, ``;``-separated), ``surface_t_s``;
         ``lab_risk_score``, ``lab_onset``, ``lab_cif_3d``, ``lab_t_s``; manual overrides
-        ``<Z>_temperature_manual_c`` / ``<Z>_airflow_manual_m3_h`` (a value or ``hold``).
+        ``<Z>_temperature_manual_c`` / ``<Z>_airflow_manual_m3_h`` /
+        ``<Z>_fresh_air_manual_m3_h`` (a value or ``hold``).
         The virtual line's ``timeseries.csv`` has this layout.
     config : ControllerConfig
     predictor : Predictor

@@ -57,7 +57,7 @@ def inputs_from_row(row: Mapping[str, object], zone_names: Sequence[str]) -> tup
         temp, air = _cell(row, f"{z}_temperature_c"), _cell(row, f"{z}_airflow_m3_h")
         if temp is not None and air is not None:
             zones[z] = ZoneMeasurement(temp, air, stamp(f"{z}_temperature_t_s"), stamp(f"{z}_airflow_t_s"),
-                                       _cell(row, f"{z}_solvent_concentration_g_m3"))
+                                       _cell(row, f"{z}_solvent_concentration_g_m3"), _cell(row, f"{z}_fresh_air_m3_h"))
     speed, wet = _cell(row, "web_speed_m_min"), _cell(row, "wet_thickness_um")
     surface = None
     score = _cell(row, "surface_risk_score")
@@ -71,7 +71,8 @@ def inputs_from_row(row: Mapping[str, object], zone_names: Sequence[str]) -> tup
         lab = LabEstimate(stamp("lab_t_s"), lab_score, _flag(row, "lab_onset"), _cell(row, "lab_cif_3d"))
     manual = []
     for z in zone_names:
-        for loop, key in (("temperature", f"{z}_temperature_manual_c"), ("airflow", f"{z}_airflow_manual_m3_h")):
+        for loop, key in (("temperature", f"{z}_temperature_manual_c"), ("airflow", f"{z}_airflow_manual_m3_h"),
+                          ("fresh_air", f"{z}_fresh_air_manual_m3_h")):
             v = row.get(key)
             if isinstance(v, str) and v.strip().lower() == "hold":
                 manual.append(ManualOverride(z, loop, None))  # type: ignore[arg-type]

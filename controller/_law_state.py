@@ -33,6 +33,9 @@ class Action(StrEnum):
     SAFE_STATE = "safe_state"
     RESUME = "resume"
     LOWER = "lower_drying_rate"
+    UNLOAD = "lower_solvent_load"
+    SLOW_LINE = "lower_web_speed"
+    RAISE_SPEED = "raise_web_speed"
     RAISE = "raise_drying_rate"
     DRY_EXIT = "raise_for_dry_exit"
     HOLD = "hold"
@@ -58,18 +61,24 @@ class Reason(StrEnum):
     RAISE_BLOCKED = "raise_blocked_by_prediction"
     PREDICTOR_FAILED = "predictor_failed"
     OPERATOR = "operator"
+    SOLVENT_LOAD_TRIP = "solvent_load_trip"
+    SOLVENT_LOAD_HIGH = "predicted_solvent_load_high"
 
 
 @dataclass(frozen=True)
 class Setpoint:
-    """Set-point of one zone."""
+    """Set-point of one zone: air temperature, nozzle airflow, exhaust fresh air (None: not commanded)."""
 
     temperature_c: float
     airflow_m3_h: float
+    fresh_air_m3_h: float | None = None
 
     def as_dict(self) -> dict[str, float]:
-        """``{"temperature_c": .., "airflow_m3_h": ..}`` (what `sim_line.Line.step` accepts)."""
-        return {"temperature_c": self.temperature_c, "airflow_m3_h": self.airflow_m3_h}
+        """``{"temperature_c": .., "airflow_m3_h": .., "fresh_air_m3_h": ..}`` (what `sim_line.Line.step` accepts)."""
+        out = {"temperature_c": self.temperature_c, "airflow_m3_h": self.airflow_m3_h}
+        if self.fresh_air_m3_h is not None:
+            out["fresh_air_m3_h"] = self.fresh_air_m3_h
+        return out
 
 
 @dataclass(frozen=True)
@@ -112,12 +121,14 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class ZoneState:
-    """Supervisor targets and the two loops of one zone."""
+    """Supervisor targets and the three loops of one zone (the fresh-air loop's target is the
+    solvent-load loop's, computed at every sample)."""
 
     target_temperature_c: float
     target_airflow_m3_h: float
     temperature: LoopState
     airflow: LoopState
+    fresh_air: LoopState
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,13 @@ class LawState:
     last_lower_s: float | None = None
     last_raise_s: float | None = None
     last_move_s: float | None = None
+    last_replan_s: float | None = None
     hold_reason: Reason | None = None
     model_margin: float = 0.0
     plan: PlanPrediction | None = None
+    speed_target_m_min: float | None = None  # web speed the supervisor wants (None: speed not controlled)
+    speed_command_m_min: float | None = None  # the ramped web speed set-point
+    last_speed_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,3 +162,4 @@ class StepResult:
     state: LawState
     setpoints: Mapping[str, Setpoint]
     decisions: tuple[Decision, ...] = ()
+    web_speed_m_min: float | None = None  # the line's speed set-point (None: the law does not command it)

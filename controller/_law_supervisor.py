@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._config import ControllerConfig
-from ._law_inputs import F, Inputs, LineConditions, PlanPrediction, Predictor
+from ._law_inputs import ExhaustControl, F, Inputs, LineConditions, PlanPrediction, Predictor, lel_g_m3_at
 from ._law_state import Action, Decision, LawState, Reason
 
 __all__ = ["lel_g_m3"]
@@ -30,8 +30,9 @@ class _Judged:
     airflow_m3_h: F
     ratio: F
     residual: F
+    dry_gap_m: F  # dryer exit - where the coating is dry (worst case); -1: not dry before the exit
     surface_cif: F
-    lel: F  # highest zone solvent load / lower explosive limit (worst case); reported, not constrained
+    lel: F  # highest zone solvent vapour / lower explosive limit with the exhaust loop (worst case)
     plans: tuple[PlanPrediction, ...] = field(repr=False)
 
 
@@ -43,33 +44,46 @@ class _Supervisor:
     _names: tuple[str, ...]
     _nominal_t: F
     _nominal_q: F
+    _exhaust: ExhaustControl
 
     def _conditions(self, inputs: Inputs) -> LineConditions:
         ms = [inputs.zones[n] for n in self._names]
         conc = [m.solvent_concentration_g_m3 for m in ms]
+        fresh = [m.fresh_air_m3_h for m in ms]
         return LineConditions(
             web_speed_m_min=inputs.web_speed_m_min.value,  # type: ignore[union-attr]
             wet_thickness_um=inputs.wet_thickness_um.value,  # type: ignore[union-attr]
             temperature_c=tuple(m.temperature_c for m in ms),
             airflow_m3_h=tuple(m.airflow_m3_h for m in ms),
             solvent_concentration_g_m3=None if any(c is None for c in conc) else tuple(conc),  # type: ignore[arg-type]
+            fresh_air_m3_h=None if any(f is None for f in fresh) else tuple(fresh),  # type: ignore[arg-type]
         )
 
     def _judge(self, cond: LineConditions, temps: F, flows: F) -> _Judged:
-        """Predict K recipes for each thickness variant and keep the worst case per recipe."""
-        du = self.config.supervisor.thickness_uncertainty_um
-        variants = np.array([cond.wet_thickness_um] if du == 0 else
-                            [cond.wet_thickness_um - du, cond.wet_thickness_um, cond.wet_thickness_um + du])
-        variants = np.maximum(variants, 1.0)
+        """Predict K recipes for each model variant and keep the worst case per recipe.
+
+        Variants: the measured wet thickness (first: the plan's critical point), +- the
+        thickness uncertainty, and every zone's air +- the temperature uncertainty (heater
+        offsets; the stress at a critical point near a zone boundary can jump with 1 C).
+        """
+        sup = self.config.supervisor
+        du, dt_ = sup.thickness_uncertainty_um, sup.temperature_uncertainty_c
+        wet0 = cond.wet_thickness_um
+        variants = [(wet0, 0.0)] + ([(wet0 - du, 0.0), (wet0 + du, 0.0)] if du > 0 else []) \
+            + ([(wet0, -dt_), (wet0, dt_)] if dt_ > 0 else [])
+        wets = np.maximum(np.array([w for w, _ in variants]), 1.0)
+        offsets = np.array([o for _, o in variants])
         k, v = temps.shape[0], len(variants)
-        p = self.predictor.predict(cond, temperature_c=np.repeat(temps, v, axis=0), airflow_m3_h=np.repeat(flows, v, axis=0),
-                                   wet_thickness_um=np.tile(variants, k))
+        t_all = (temps[:, None, :] + offsets[None, :, None]).reshape(k * v, -1)
+        p = self.predictor.predict(cond, temperature_c=t_all, airflow_m3_h=np.repeat(flows, v, axis=0),
+                                   wet_thickness_um=np.tile(wets, k), exhaust=self._exhaust)
         ratio = np.asarray(p.peak_stress_ratio, dtype=float).reshape(k, v)
         resid = np.nan_to_num(np.asarray(p.exit_residual_solvent_g_m2, dtype=float), nan=np.inf).reshape(k, v)
         cif = np.asarray(p.surface_cif, dtype=float).reshape(k, v)
-        lel = self._lel_fraction(p.zone_solvent_g_m3, np.repeat(temps, v, axis=0)).reshape(k, v).max(axis=1)
+        lel = self._lel_fraction(p.zone_solvent_g_m3, t_all).reshape(k, v).max(axis=1)
+        fresh = None if p.zone_fresh_air_m3_h is None else np.asarray(p.zone_fresh_air_m3_h, dtype=float).reshape(k, v, -1).max(axis=1)
         worst = np.argmax(np.nan_to_num(ratio, nan=np.inf), axis=1)
-        mid = v // 2
+        mid = 0
         plans = []
         for i in range(k):
             w, c = i * v + worst[i], i * v + mid
@@ -79,8 +93,24 @@ class _Supervisor:
                 peak_zone=self._zone_name(p.peak_zone[w]), dry_position_m=float(np.max(p.dry_position_m[i * v:(i + 1) * v])),
                 exit_residual_solvent_g_m2=float(resid[i].max()), crack_probability=float(np.max(p.crack_probability[i * v:(i + 1) * v])),
                 surface_cif=float(cif[i].max()), solvent_lel_fraction=float(lel[i]),
+                zone_fresh_air_m3_h=() if fresh is None else tuple(float(f) for f in fresh[i]),
             ))
-        return _Judged(temps, flows, ratio.max(axis=1), resid.max(axis=1), cif.max(axis=1), lel, tuple(plans))
+        dry_at = np.asarray(p.dry_position_m, dtype=float).reshape(k, v).max(axis=1)  # NaN if any variant is wet
+        gap = np.where(np.isfinite(dry_at), self._dryer_exit_m() - dry_at, -1.0)
+        return _Judged(temps, flows, ratio.max(axis=1), resid.max(axis=1), gap, cif.max(axis=1), lel, tuple(plans))
+
+    def _dryer_exit_m(self) -> float:
+        return self.config.zone_start_m()[-1] + self.config.zones[-1].length_m
+
+    def _dry(self, j: _Judged, exit_limit: float) -> NDArray[np.bool_]:
+        """Predicted dry enough: residual below the limit and dry ``exit_dry_margin_m`` before the exit."""
+        margin = self.config.supervisor.exit_dry_margin_m
+        return (j.residual <= exit_limit) & ((margin <= 0) | (j.dry_gap_m >= margin))
+
+    @staticmethod
+    def _wetness(j: _Judged) -> F:
+        """Orders recipes from dry early (low) to wet (high): residual, then the dry point's distance to the exit."""
+        return j.residual - 1e-3 * j.dry_gap_m
 
     def _lel_fraction(self, zone_solvent_g_m3: F | None, temps: F) -> F:
         """(K,) highest ratio of zone solvent vapour to the lower explosive limit at the zone's air temperature."""
@@ -102,8 +132,18 @@ class _Supervisor:
         targets_t = np.array([zs.target_temperature_c for zs in state.zones])
         targets_q = np.array([zs.target_airflow_m3_h for zs in state.zones])
         measured_t, measured_q = np.array(cond.temperature_c), np.array(cond.airflow_m3_h)
+        measured_cond = cond
+        target_speed = state.speed_target_m_min
+        if target_speed is not None and abs(target_speed - cond.web_speed_m_min) > 0.02 * target_speed:
+            # the plan runs at the target speed while the web still ramps: the measured zone loads belong
+            # to the old speed, so the model uses its own (`controller._predictor` notes)
+            cond = replace(cond, web_speed_m_min=target_speed, solvent_concentration_g_m3=None)
         try:
-            both = self._judge(cond, np.stack([targets_t, measured_t]), np.stack([targets_q, measured_q]))
+            if cond == measured_cond:
+                both = self._judge(cond, np.stack([targets_t, measured_t]), np.stack([targets_q, measured_q]))
+            else:
+                both = _concat(self._judge(cond, targets_t[None], targets_q[None]),
+                               self._judge(measured_cond, measured_t[None], measured_q[None]))
         except (ValueError, FloatingPointError) as exc:
             if state.hold_reason is not Reason.PREDICTOR_FAILED:
                 decisions.append(Decision(t_s, Action.HOLD, Reason.PREDICTOR_FAILED,
@@ -122,7 +162,8 @@ class _Supervisor:
             pred_low = plan.surface_cif < target
         # -- risk: what the camera / CT see (they see coating that passed the critical zone earlier)
         obs_high, obs_low, obs_reason = self._observed_risk(inputs, t_s)
-        seen = state.last_move_s is None or t_s - state.last_move_s >= sup.estimate_dead_time_s
+        dead_s = self._dead_time_s(inputs)
+        seen = state.last_move_s is None or t_s - state.last_move_s >= dead_s
         obs_effective = obs_high and seen
         notes = []
         if obs_effective and not pred_high and margin < sup.model_margin_max:
@@ -142,23 +183,55 @@ class _Supervisor:
         exit_limit = sup.exit_residual_solvent_limit_g_m2 - sup.exit_residual_margin_g_m2
         # the next move waits for the plant to reach the plan (or for the dead time at most)
         moved_ok = state.last_move_s is None or (t_s - state.last_move_s >= sup.lower_hold_s and (
-            self._settled(state, inputs) or t_s - state.last_move_s >= sup.estimate_dead_time_s))
-        if plan.exit_residual_solvent_g_m2 > exit_limit and moved_ok:
+            self._settled(state, inputs) or t_s - state.last_move_s >= dead_s))
+        if plan.solvent_lel_fraction > self._lel_limit() and moved_ok:
+            return self._move(state, cond, judged, t_s, decisions, "unload", Reason.SOLVENT_LOAD_HIGH, notes)
+        plan_gap = float(judged.dry_gap_m[0])
+        early_enough = sup.exit_dry_margin_m <= 0 or plan_gap >= sup.exit_dry_margin_m / 2.0
+        if (plan.exit_residual_solvent_g_m2 > exit_limit or not early_enough) and moved_ok:
             return self._move(state, cond, judged, t_s, decisions, "dry", Reason.EXIT_WET, notes)
         now_dry = now.exit_residual_solvent_g_m2 <= sup.exit_residual_solvent_limit_g_m2
         if (risk_high and now_dry and moved_ok
                 and (state.last_lower_s is None or t_s - state.last_lower_s >= sup.lower_hold_s)):
             return self._move(state, cond, judged, t_s, decisions, "lower", cause or Reason.PREDICTED_STRESS, notes,
                               observed_zone=self._site_zone(inputs))
+        ws = self.config.web_speed
+        if state.speed_target_m_min is not None and state.speed_target_m_min < ws.nominal_m_min - 1e-9:
+            # below the production speed: the way back up comes before the way back to the nominal recipe
+            if (low and moved_ok and t_s - low_since >= ws.raise_hold_s  # type: ignore[operator]
+                    and (state.last_speed_s is None or t_s - state.last_speed_s >= ws.raise_hold_s)):
+                moved = self._speed_move(state, cond, t_s, decisions, Reason.RISK_LOW, notes, down=False)
+                if moved is not None:
+                    return moved
+                state = replace(state, last_speed_s=t_s)
+                return self._hold(state, t_s, decisions, Reason.RAISE_BLOCKED,
+                                  "risk low, but no recipe is predicted crack-free and dry one speed step faster")
+            return state
         at_nominal = np.allclose(targets_t, self._nominal_t) and np.allclose(targets_q, self._nominal_q)
         if (low and not at_nominal and t_s - low_since >= sup.raise_hold_s  # type: ignore[operator]
                 and (state.last_raise_s is None or t_s - state.last_raise_s >= sup.raise_hold_s)):
             return self._move(state, cond, judged, t_s, decisions, "raise", Reason.RISK_LOW, notes)
         return state
 
+    def _dead_time_s(self, inputs: Inputs) -> float:
+        """``estimate_dead_time_s`` at the nominal speed, longer on a slower web (the coating takes longer from
+        the critical zone to the camera)."""
+        sup, ws = self.config.supervisor, self.config.web_speed
+        speed = inputs.web_speed_m_min.value if inputs.web_speed_m_min is not None else ws.nominal_m_min
+        return sup.estimate_dead_time_s * max(1.0, ws.nominal_m_min / max(speed, 1e-3)) if ws.control \
+            else sup.estimate_dead_time_s
+
+    def _lel_limit(self) -> float:
+        """Planning limit of the zone vapour, fraction of the LEL (with a rounding tolerance)."""
+        return self.config.solvent_load.plan_limit_lel_pct / 100.0 + 1e-6
+
     def _settled(self, state: LawState, inputs: Inputs) -> bool:
-        """True when every auto loop's reference reached its target and the measurement its reference."""
+        """True when every auto loop's reference reached its target and the measurement its reference
+        (and the web its target speed)."""
         sup = self.config.supervisor
+        if state.speed_target_m_min is not None and inputs.web_speed_m_min is not None and \
+                abs(inputs.web_speed_m_min.value - state.speed_target_m_min) > 0.02 * state.speed_target_m_min:
+            return False
         for z, zs in zip(self.config.zones, state.zones):
             m = inputs.zones[z.name]
             for ls, target, value, tol in (
@@ -209,10 +282,12 @@ class _Supervisor:
         t0, q0 = current.temperature_c[0], current.airflow_m3_h[0]
         plan = current.plans[0]
         focus = _index(self._names, plan.peak_zone) if plan.peak_zone else _index(self._names, plan.critical_zone)
+        if kind == "unload" and plan.zone_fresh_air_m3_h:  # the zone whose exhaust is nearest its maximum
+            focus = int(np.argmax(np.array(plan.zone_fresh_air_m3_h) / [z.fresh_air_limits_m3_h[1] for z in self.config.zones]))
         if focus is None:
             focus = observed_zone if observed_zone is not None else len(self._names) - 1
         free = self._free_mask(state)
-        if kind == "lower":
+        if kind in ("lower", "unload"):
             cands = self._lowering(t0, q0, focus, free)
         elif kind == "raise":
             cands = self._raising(t0, q0, free)
@@ -225,53 +300,193 @@ class _Supervisor:
         flows = np.array([c[1] for c in cands])
         judged = self._judge(cond, temps, flows)
         exit_limit = sup.exit_residual_solvent_limit_g_m2 - sup.exit_residual_margin_g_m2
-        dry = judged.residual <= exit_limit
-        obj = self._objective(judged)
         now = float(self._objective(current)[0])
-        if kind == "dry":
-            ok = dry & (obj <= max(now, sup.stress_ratio_up - state.model_margin if sup.target_surface_cif == 0 else now))
-            pick = int(np.flatnonzero(ok)[np.argmin(obj[ok])]) if ok.any() else int(np.argmin(judged.residual))
-            if judged.residual[pick] >= current.residual[0] - 1e-9:
-                return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
-                                  f"the coating would leave wet ({plan.exit_residual_solvent_g_m2:.2f} g/m2) and no move dries it")
-        elif kind == "lower":
-            ok = dry & (obj <= now - sup.min_improvement)
+        ceiling = max(now, sup.stress_ratio_up - state.model_margin if sup.target_surface_cif == 0 else now)
+
+        def feasible(j: _Judged) -> tuple[NDArray[np.bool_], NDArray[np.bool_], F, NDArray[np.bool_]]:
+            """(dry, loadable: the exhaust can hold the predicted load at the planning limit, objective, no worse)."""
+            o = self._objective(j)
+            return self._dry(j, exit_limit), j.lel <= self._lel_limit(), o, o <= ceiling
+
+        def wanted(j: _Judged) -> NDArray[np.bool_]:
+            dry_, loadable_, obj_, no_worse_ = feasible(j)
+            if kind == "unload":
+                return dry_ & no_worse_ & (j.lel < current.lel[0] - 1e-6)
+            return dry_ & loadable_ & (obj_ <= now - sup.min_improvement)
+
+        dry, loadable, obj, no_worse = feasible(judged)
+        n_local, n_eval = len(temps), 0
+        if (kind in ("lower", "unload") and sup.replan_evaluations > 0
+                and (state.last_replan_s is None or t_s - state.last_replan_s >= sup.replan_hold_s)):
+            # re-plan the whole recipe on the model (bounded cost): the local moves find only the nearest
+            # optimum, and take many steps (and hold times) to reach a staged recipe
+            rt, rq, rj, n_eval = self._replan(cond, t0, q0, free, exit_limit)
+            state = replace(state, last_replan_s=t_s)
+            temps, flows, judged = np.concatenate([temps, rt]), np.concatenate([flows, rq]), _concat(judged, rj)
+            dry, loadable, obj, no_worse = feasible(judged)
+        if kind == "unload":
+            ok = wanted(judged)
             if not ok.any():
+                moved = self._speed_move(state, cond, t_s, decisions, reason, notes, down=True)
+                if moved is not None:
+                    return moved
+                return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
+                                  f"solvent load above the exhaust's reach ({_risk_text(plan)}) and no move lowers it "
+                                  f"while keeping the exit dry and the crack risk no higher; consider a slower line")
+            if (ok & loadable).any():  # back within the exhaust's reach: the lowest crack risk of those
+                idx = np.flatnonzero(ok & loadable)
+                pick = int(idx[np.argmin(obj[idx])])
+            else:  # not yet: the lowest load
+                idx = np.flatnonzero(ok)
+                pick = int(idx[np.argmin(judged.lel[idx])])
+        elif kind == "dry":
+            ok = dry & loadable & no_worse
+            wetness = self._wetness(judged)
+            pick = int(np.flatnonzero(ok)[np.argmin(obj[ok])]) if ok.any() else int(np.argmin(
+                np.where(loadable, wetness, np.inf) if loadable.any() else wetness))
+            if wetness[pick] >= self._wetness(current)[0] - 1e-9:
+                moved = self._speed_move(state, cond, t_s, decisions, reason, notes, down=True)
+                if moved is not None:
+                    return moved
+                return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
+                                  f"the coating would leave wet ({plan.exit_residual_solvent_g_m2:.2f} g/m2) or dry "
+                                  f"less than {sup.exit_dry_margin_m:g} m before the exit, and no move dries it earlier")
+        elif kind == "lower":
+            ok = wanted(judged)
+            if len(temps) > n_local:  # a jump to the re-planned recipe must be worth its transient
+                local = ok[:n_local]
+                ref = float(obj[:n_local][local].min()) if local.any() else now
+                ok[n_local:] &= obj[n_local:] <= ref - sup.replan_min_improvement
+            if not ok.any():
+                moved = self._speed_move(state, cond, t_s, decisions, reason, notes, down=True)
+                if moved is not None:
+                    return moved
                 return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
                                   f"crack risk ({_risk_text(plan)}) but no move in {self._names[focus]} or elsewhere "
-                                  f"lowers it while keeping the exit dry; consider a slower line")
+                                  f"lowers it while keeping the exit dry and the solvent load within the exhaust's "
+                                  f"reach; consider a slower line")
             pick = int(np.flatnonzero(ok)[np.argmin(obj[ok])])
         else:
             if sup.target_surface_cif == 0:
                 safe = judged.ratio + state.model_margin <= sup.stress_ratio_down
             else:
                 safe = judged.surface_cif <= sup.target_surface_cif + sup.cif_band
-            ok = dry & safe
+            ok = dry & safe & loadable
             if not ok.any():
                 return self._hold(state, t_s, decisions, Reason.RAISE_BLOCKED,
                                   "risk low, but every step back towards the nominal recipe is predicted to raise the "
                                   "crack risk or wet the exit")
             pick = int(np.flatnonzero(ok)[np.argmin(obj[ok])])
+        if pick >= n_local:
+            notes = [*notes, f"re-planned the whole recipe on the model ({n_eval} recipes judged)"]
         new_t, new_q = temps[pick], flows[pick]
         after = judged.plans[pick]
         changes = _changes(self._names, t0, q0, new_t, new_q)
         zones = tuple(replace(zs, target_temperature_c=float(new_t[i]), target_airflow_m3_h=float(new_q[i]))
                       for i, zs in enumerate(state.zones))
-        action = {"lower": Action.LOWER, "raise": Action.RAISE, "dry": Action.DRY_EXIT}[kind]
+        action = {"lower": Action.LOWER, "raise": Action.RAISE, "dry": Action.DRY_EXIT, "unload": Action.UNLOAD}[kind]
         what = {"lower": f"lowered the drying rate where the stress peaks ({self._names[focus]})",
                 "raise": "risk low for the hold time: stepped back towards the nominal recipe",
-                "dry": "raised the drying rate to keep the coating dry at the exit"}[kind]
+                "dry": "raised the drying rate to keep the coating dry at the exit",
+                "unload": f"lowered the solvent load where the exhaust is near its maximum ({self._names[focus]})"}[kind]
         text = (f"{what}: " + ", ".join(_change_text(c) for c in changes) + f"; before: {_risk_text(plan)}; "
                 f"predicted after: {_risk_text(after)}" + "".join(f"; {n}" for n in notes))
-        decisions.append(Decision(t_s, action, reason, text, zone=self._names[focus] if kind == "lower" else None,
+        decisions.append(Decision(t_s, action, reason, text, zone=self._names[focus] if kind in ("lower", "unload") else None,
                                   changes=changes, stress_ratio=after.peak_stress_ratio,
                                   exit_residual_g_m2=after.exit_residual_solvent_g_m2, critical_point_m=after.critical_point_m))
         state = replace(state, zones=zones, plan=after, last_move_s=t_s, hold_reason=None)
-        if kind == "lower":
+        if kind in ("lower", "unload"):
             state = replace(state, last_lower_s=t_s)
         elif kind == "raise":
             state = replace(state, last_raise_s=t_s, risk_low_since_s=t_s)
         return state
+
+    def _speed_move(self, state: LawState, cond: LineConditions, t_s: float, decisions: list[Decision], reason: Reason,
+                    notes: list[str], *, down: bool) -> LawState | None:
+        """The last resort: a slower web (``down``) or, with the risk low, one step back up, each with a
+        recipe re-planned for that speed. None: speed not controlled, at its limit, or nothing predicted safe."""
+        ws, sup = self.config.web_speed, self.config.supervisor
+        current = state.speed_target_m_min
+        if not ws.control or current is None or sup.replan_evaluations == 0:
+            return None
+        plan = state.plan
+        if down and reason not in _OBSERVED and plan is not None and (
+                plan.peak_stress_ratio + state.model_margin < ws.slow_above_stress_ratio
+                if sup.target_surface_cif == 0 else plan.surface_cif <= sup.target_surface_cif + 2 * sup.cif_band):
+            return None  # a margin short, not cracks predicted (nor seen): not worth the throughput
+        lo, hi = ws.limits_m_min
+        if down:
+            speeds = sorted({round(max(lo, current * (1.0 - ws.step_fraction) ** n), 6) for n in range(1, ws.max_steps + 1)}
+                            - {round(current, 6)}, reverse=True)
+        else:
+            speeds = [min(ws.nominal_m_min, hi, current / (1.0 - ws.step_fraction))]
+        speeds = [v for v in speeds if (v < current - 1e-9 if down else v > current + 1e-9)]
+        if not speeds:
+            return None
+        t0 = np.array([zs.target_temperature_c for zs in state.zones])
+        q0 = np.array([zs.target_airflow_m3_h for zs in state.zones])
+        exit_limit = sup.exit_residual_solvent_limit_g_m2 - sup.exit_residual_margin_g_m2
+        free, margin = self._free_mask(state), state.model_margin
+        evaluated = 0
+        results: dict[int, tuple[float, F, F, _Judged, bool, bool]] = {}
+
+        def plan_at(i: int) -> tuple[float, F, F, _Judged, bool, bool]:
+            """(speed, temperatures, airflows, judged, usable, safe) of the recipe re-planned for speeds[i]."""
+            nonlocal evaluated
+            if i not in results:
+                v = speeds[i]  # the exhausts' own load at that speed: no measured concentrations
+                rt, rq, rj, n = self._replan(replace(cond, web_speed_m_min=v, solvent_concentration_g_m3=None),
+                                             t0, q0, free, exit_limit)
+                evaluated += n
+                usable = bool(self._dry(rj, exit_limit)[0] and rj.lel[0] <= self._lel_limit())
+                if sup.target_surface_cif == 0:
+                    safe = bool(rj.ratio[0] + margin < (sup.stress_ratio_up if down else sup.stress_ratio_down))
+                else:
+                    safe = bool(abs(rj.surface_cif[0] - sup.target_surface_cif) <= sup.cif_band)
+                results[i] = (v, rt[0], rq[0], rj, usable, safe)
+            return results[i]
+
+        # the fastest speed whose re-planned recipe is usable and safe: slower is safer, so bisect
+        # (speeds run fastest first; ~log2(len) re-plans instead of one per speed)
+        good = lambda i: plan_at(i)[4] and plan_at(i)[5]  # noqa: E731
+        pick = fallback = None
+        last = len(speeds) - 1
+        if good(last):
+            lo_i, hi_i = -1, last  # speeds[hi_i] is good; find the first good index
+            while hi_i - lo_i > 1:
+                mid_i = (lo_i + hi_i) // 2
+                if good(mid_i):
+                    hi_i = mid_i
+                else:
+                    lo_i = mid_i
+            v, rt0, rq0, rj0, _, _ = plan_at(hi_i)
+            pick = (v, rt0, rq0, rj0)
+        elif plan_at(last)[4]:
+            v, rt0, rq0, rj0, _, _ = plan_at(last)
+            fallback = (v, rt0, rq0, rj0)
+        if pick is None:
+            plan = state.plan
+            now = plan.peak_stress_ratio if plan is not None else math.inf
+            if not (down and fallback is not None and float(self._objective(fallback[3])[0]) < now - sup.min_improvement):
+                return None
+            pick = fallback  # not safe yet, but the slowest usable speed lowers the risk
+        v, new_t, new_q, j = pick
+        after = j.plans[0]
+        changes = (("line", "web_speed_m_min", float(current), float(v)),) + _changes(self._names, t0, q0, new_t, new_q)
+        zones = tuple(replace(zs, target_temperature_c=float(new_t[i]), target_airflow_m3_h=float(new_q[i]))
+                      for i, zs in enumerate(state.zones))
+        what = ("no recipe keeps the coating crack-free, dry and within the exhausts' reach at this speed: slowed the "
+                "line" if down else "risk low for the hold time: raised the line speed towards the nominal")
+        text = (f"{what}: " + ", ".join(_change_text(c) for c in changes)
+                + f" (recipe re-planned for the new speed, {evaluated} recipes judged); before: "
+                + (_risk_text(state.plan) if state.plan is not None else "-") + f"; predicted after: {_risk_text(after)}"
+                + "".join(f"; {n}" for n in notes))
+        decisions.append(Decision(t_s, Action.SLOW_LINE if down else Action.RAISE_SPEED, reason, text, changes=changes,
+                                  stress_ratio=after.peak_stress_ratio, exit_residual_g_m2=after.exit_residual_solvent_g_m2,
+                                  critical_point_m=after.critical_point_m))
+        state = replace(state, zones=zones, plan=after, speed_target_m_min=float(v), last_speed_s=t_s, last_move_s=t_s,
+                        last_replan_s=t_s, hold_reason=None)
+        return replace(state, last_lower_s=t_s) if down else replace(state, last_raise_s=t_s, risk_low_since_s=t_s)
 
     def _hold(self, state: LawState, t_s: float, decisions: list[Decision], reason: Reason, text: str) -> LawState:
         if state.hold_reason is not reason:
@@ -330,6 +545,94 @@ class _Supervisor:
                 moves.append((np.where(slow, n_warm * st, n_hot * st), np.where(slow, down**n_slow, up**n_fast)))
         return self._collect(t0, q0, free, moves)
 
+    def _replan(self, cond: LineConditions, t0: F, q0: F, free: NDArray[np.bool_],
+                exit_limit: float) -> tuple[F, F, _Judged, int]:
+        """Re-plan the whole recipe on the model: staged recipes, then a pattern search from the best.
+
+        The staged recipes follow the electrode-drying practice (fast while the film shrinks,
+        slow around the critical point, fast again): zones before a slow stage hot with much
+        air, the slow stage at moderate temperature and little air, the zones after it
+        warmer; levels are fixed fractions of the zones' limits. The best of them (or the
+        current targets, if better) starts a pattern search (every zone's temperature and
+        airflow one step up / down, alone and together, neighbouring temperatures shifted;
+        steps halve when nothing improves) of at most ``replan_evaluations`` recipes in all (scaled by
+        the web speed over the nominal one: the model's cost grows with the time in the dryer).
+        Merit: the objective plus penalties for a wet exit and a load beyond the exhaust.
+        Loops in manual keep their values. Deterministic (no random numbers).
+
+        Returns
+        -------
+        temperature_c, airflow_m3_h : ndarray, shape (1, Z)
+            The re-planned recipe.
+        judged : _Judged
+        evaluations : int
+            Recipes judged (each over the thickness variants).
+        """
+        sup, nz = self.config.supervisor, len(self._names)
+        t_lo = np.array([z.temperature_limits_c[0] for z in self.config.zones])
+        t_hi = np.array([z.temperature_limits_c[1] for z in self.config.zones])
+        q_lo = np.array([z.airflow_limits_m3_h[0] for z in self.config.zones])
+        q_hi = np.array([z.airflow_limits_m3_h[1] for z in self.config.zones])
+        span = t_hi - t_lo
+
+        def fix(t: F, q: F) -> tuple[F, F]:  # bounds, and manual loops keep their values
+            t = np.where(free[:, 0], np.clip(t, t_lo, t_hi), t0)
+            q = np.where(free[:, 1], np.clip(q, q_lo, q_hi), q0)
+            return t, q
+
+        def merit(j: _Judged) -> F:
+            return (self._objective(j) + 5.0 * np.maximum(j.residual - exit_limit, 0.0)
+                    + 0.05 * np.maximum(sup.exit_dry_margin_m - j.dry_gap_m, 0.0)
+                    + 5.0 * np.maximum(j.lel - self._lel_limit(), 0.0))
+
+        temps, flows = [t0], [q0]
+        z = np.arange(nz)
+        for b1 in range(nz):
+            for b2 in range(b1 + 1, nz + 1):
+                for f_fast, f_qfast, f_slow, d_after, f_qafter in product(
+                        (0.6, 0.8, 1.0), (0.5, 1.0), (0.52, 0.62, 0.71, 0.81), (0.0, 0.2), (0.0, 0.5)):
+                    slow_t = t_lo + f_slow * span
+                    t = np.where(z < b1, t_lo + f_fast * span, np.where(z < b2, slow_t, slow_t + d_after * span))
+                    q = np.where(z < b1, f_qfast * q_hi, np.where(z < b2, q_lo, np.maximum(f_qafter * q_hi, q_lo)))
+                    t, q = fix(t, q)
+                    temps.append(t)
+                    flows.append(q)
+        grid_t, grid_q = np.array(temps), np.array(flows)
+        # the model's cost grows with the time the coating spends in the dryer: on a slower web fewer recipes
+        # (about the same CPU time); the staged grid is thinned evenly to leave a third for the pattern search
+        budget = max(60, int(sup.replan_evaluations * min(1.0, cond.web_speed_m_min / self.config.web_speed.nominal_m_min)))
+        if len(grid_t) > budget * 2 // 3:
+            keep = np.unique(np.linspace(0, len(grid_t) - 1, budget * 2 // 3).round().astype(int))
+            grid_t, grid_q = np.concatenate([grid_t[:1], grid_t[keep]]), np.concatenate([grid_q[:1], grid_q[keep]])
+        judged = self._judge(cond, grid_t, grid_q)
+        used = len(grid_t)
+        m = merit(judged)
+        k = int(np.argmin(m))
+        best_t, best_q, best_m, best_j = grid_t[k], grid_q[k], float(m[k]), _take(judged, k)
+        step_t, step_q = sup.temperature_step_c * 1.6, 0.3  # C, natural log of the airflow
+        while step_t >= sup.temperature_step_c / 8.0:
+            moves = []
+            for i in range(nz):
+                one = z == i
+                for dt_, dq in product((-step_t, 0.0, step_t), (-step_q, 0.0, step_q)):
+                    if dt_ or dq:
+                        moves.append(fix(best_t + np.where(one, dt_, 0.0), best_q * np.exp(np.where(one, dq, 0.0))))
+                if i + 1 < nz:
+                    pair = np.where(one, 1.0, 0.0) - np.where(z == i + 1, 1.0, 0.0)
+                    moves += [fix(best_t + step_t * pair, best_q), fix(best_t - step_t * pair, best_q)]
+            if used + len(moves) > budget:
+                break
+            mt, mq = np.array([c[0] for c in moves]), np.array([c[1] for c in moves])
+            j = self._judge(cond, mt, mq)
+            used += len(moves)
+            m = merit(j)
+            k = int(np.argmin(m))
+            if m[k] < best_m - 1e-4:
+                best_t, best_q, best_m, best_j = mt[k], mq[k], float(m[k]), _take(j, k)
+            else:
+                step_t, step_q = step_t / 2.0, step_q / 2.0
+        return best_t[None, :], best_q[None, :], best_j, used
+
     def _drying(self, t0: F, q0: F, k: int, free: NDArray[np.bool_]) -> list[tuple[F, F]]:
         sup, nz = self.config.supervisor, len(self._names)
         st, up = sup.temperature_step_c, 1.0 / (1.0 - sup.airflow_step_fraction)
@@ -359,14 +662,23 @@ class _Supervisor:
 
 def lel_g_m3(config: ControllerConfig, temperature_c: ArrayLike) -> F:
     """Lower explosive limit of the solvent vapour in air at ``temperature_c``, g/m3 (ideal gas, 1 atm)."""
-    sup = config.supervisor
-    t_k = np.asarray(temperature_c, dtype=float) + 273.15
-    return sup.solvent_lel_vol_pct / 100.0 * 101_325.0 * sup.solvent_molar_mass_g_mol / (8.314_462_618 * t_k)
+    sl = config.solvent_load
+    return lel_g_m3_at(sl.lel_vol_pct, sl.molar_mass_g_mol, temperature_c)
+
+
+#: reasons that mean cracks seen by the camera (onset declared, crack intensity above target), not a precursor
+_OBSERVED = frozenset({Reason.SURFACE_ONSET, Reason.SURFACE_CIF})
+
+
+def _concat(a: _Judged, b: _Judged) -> _Judged:
+    return _Judged(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
+                     ("temperature_c", "airflow_m3_h", "ratio", "residual", "dry_gap_m", "surface_cif", "lel")),
+                   a.plans + b.plans)
 
 
 def _take(j: _Judged, i: int) -> _Judged:
     sl = slice(i, i + 1)
-    return _Judged(j.temperature_c[sl], j.airflow_m3_h[sl], j.ratio[sl], j.residual[sl], j.surface_cif[sl],
+    return _Judged(j.temperature_c[sl], j.airflow_m3_h[sl], j.ratio[sl], j.residual[sl], j.dry_gap_m[sl], j.surface_cif[sl],
                    j.lel[sl], j.plans[sl])
 
 
@@ -386,12 +698,15 @@ def _changes(names: Sequence[str], t0: F, q0: F, t1: F, q1: F) -> tuple[tuple[st
 
 def _change_text(c: tuple[str, str, float, float]) -> str:
     zone, var, a, b = c
-    return f"{zone} {'temperature' if var == 'temperature_c' else 'airflow'} {a:.4g} -> {b:.4g} " + (
-        "C" if var == "temperature_c" else "m3/h")
+    name, unit = {"temperature_c": ("temperature", "C"), "airflow_m3_h": ("airflow", "m3/h"),
+                  "web_speed_m_min": ("speed", "m/min")}[var]
+    return f"{zone} {name} {a:.4g} -> {b:.4g} {unit}"
 
 
 def _risk_text(p: PlanPrediction) -> str:
     where = f"front enters the pores at {p.critical_point_m:.2f} m" if math.isfinite(p.critical_point_m) else "front not in the pores before the exit"
     air = f", zone air up to {100 * p.solvent_lel_fraction:.0f} % LEL" if p.solvent_lel_fraction > 0 else ""
+    if p.zone_fresh_air_m3_h:
+        air += f" with exhausts up to {max(p.zone_fresh_air_m3_h):.0f} m3/h"
     return (f"peak stress {p.peak_stress_ratio:.3f} x cracking stress in {p.peak_zone or '-'}, {where}, "
             f"exit residual {p.exit_residual_solvent_g_m2:.2f} g/m2{air}")

@@ -371,17 +371,23 @@ class Message:
 
 @dataclass(frozen=True, kw_only=True)
 class ZoneSensors(Message):
-    """Readings of one dryer zone (``sensors/zone/<zone>``); ``None``: no reading."""
+    """Readings of one dryer zone (``sensors/zone/<zone>``); ``None``: no reading.
+
+    ``airflow_m3_h`` is the nozzle (supply fan) airflow, ``fresh_air_m3_h`` the exhaust flow
+    (replaced by fresh air), ``solvent_concentration_g_m3`` the solvent vapour in the zone air.
+    """
 
     KIND: ClassVar = (_K.ZONE_SENSORS,)
     zone: str = field(metadata=_s("name"))
     temperature_c: float = field(metadata=_s("float", "temperature_c"))
     airflow_m3_h: float = field(metadata=_s("float", "airflow_m3_h"))
+    fresh_air_m3_h: float | None = field(default=None, metadata=_s("float", "airflow_m3_h"))
     solvent_concentration_g_m3: float | None = field(default=None, metadata=_s("float", "solvent_concentration_g_m3"))
     heater_power_kw: float | None = field(default=None, metadata=_s("float", "power_kw"))
     fan_power_kw: float | None = field(default=None, metadata=_s("float", "power_kw"))
     temperature_setpoint_c: float | None = field(default=None, metadata=_s("float", "temperature_c"))
     airflow_setpoint_m3_h: float | None = field(default=None, metadata=_s("float", "airflow_m3_h"))
+    fresh_air_setpoint_m3_h: float | None = field(default=None, metadata=_s("float", "airflow_m3_h"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -437,12 +443,17 @@ class CrackEstimate(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class ZoneCommand(Message):
-    """Set-points of one dryer zone (``setpoints/zone/<zone>``, retained, QoS 1)."""
+    """Set-points of one dryer zone (``setpoints/zone/<zone>``, retained, QoS 1).
+
+    ``fresh_air_m3_h``: the zone's exhaust flow (``None``: not commanded, the exhaust keeps
+    its own set-point).
+    """
 
     KIND: ClassVar = (_K.ZONE_SETPOINT,)
     zone: str = field(metadata=_s("name"))
     temperature_c: float = field(metadata=_s("float", "temperature_c"))
     airflow_m3_h: float = field(metadata=_s("float", "airflow_m3_h"))
+    fresh_air_m3_h: float | None = field(default=None, metadata=_s("float", "airflow_m3_h"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -777,9 +788,9 @@ def examples(line_id: str = "pilot-1") -> list[tuple[str, Message]]:
     env: dict[str, Any] = {"timestamp_s": ts, "seq": 1042}
     return [
         (t.zone_sensors("Z1"), ZoneSensors(**env, source="sim-line", zone="Z1", temperature_c=59.8,
-                                           airflow_m3_h=1203.5, solvent_concentration_g_m3=4.21,
+                                           airflow_m3_h=1203.5, fresh_air_m3_h=301.2, solvent_concentration_g_m3=4.21,
                                            heater_power_kw=3.9, fan_power_kw=0.76, temperature_setpoint_c=60.0,
-                                           airflow_setpoint_m3_h=1200.0)),
+                                           airflow_setpoint_m3_h=1200.0, fresh_air_setpoint_m3_h=300.0)),
         (t.line_sensors, LineSensors(**env, source="sim-line", web_speed_m_min=3.0, wet_thickness_um=180.2,
                                      ambient_temperature_c=22.0, exit_residual_solvent_g_m2=0.42)),
         (t.frame_meta, frame_meta(**env, source="sim-line", frame_id=311, shape=(512, 512), dtype="uint8",
@@ -796,7 +807,7 @@ def examples(line_id: str = "pilot-1") -> list[tuple[str, Message]]:
             sites_um=((40.0, 812.0, 1304.0),), zone_risk={"Z3": 1.0},
             evidence={"valid_fraction": 0.91, "median_zncc": 0.94, "max_jump_um": 3.2})),
         (t.zone_setpoint("Z3"), ZoneCommand(**env, source="controller", zone="Z3", temperature_c=105.0,
-                                            airflow_m3_h=2200.0)),
+                                            airflow_m3_h=2200.0, fresh_air_m3_h=640.0)),
         (t.line_setpoint, LineCommand(**env, source="controller", speed_m_min=3.5)),
         (t.status, ControllerStatus(**env, source="controller", state="online", detail="closed loop, 4 zones",
                                     version="0.1.0")),

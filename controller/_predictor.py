@@ -19,9 +19,17 @@ Notes
   toughness with a log-normal scatter of 1 %, so the crack probability is
   ``Phi(ln(ratio) / 0.01)``; the expected crack intensity is that probability times the
   model's plateau CIF).
-* Zone air carries solvent (it is recirculated). With measured zone solvent
-  concentrations the march uses the measured load (kg/s) for every candidate (one pass);
-  without them it iterates twice from clean air (two passes), like `sim_line.Line`'s fill.
+* Zone air carries solvent (it is recirculated; the zone's exhaust / fresh air carries it
+  away: vapour concentration = load / fresh air). Each candidate's fresh air is either the
+  measured one (the line config's without a measurement) or, given an `ExhaustControl`,
+  what the exhaust loop sets for the load. With measured zone solvent concentrations the
+  march uses the measured load (kg/s) for every candidate (one pass: measurement feedback;
+  on the virtual line it predicts the cracks of nearby recipes better than the model's own
+  load); without them it iterates twice from clean air (two passes), like `sim_line.Line`'s
+  fill. Leave the concentrations out for conditions far from the measured ones (another web
+  speed: the load scales with it, and an exhaust at its minimum then leaves the air drier
+  than the loop's target). The reported zone vapour is the candidate's own load over the
+  fresh air it leads to.
 * Time steps: ``time_step_s`` (the line's own step, 1 s) from shortly before the front
   enters the pores until the film is dry, where the stress and the exit residual are
   sensitive to the step; elsewhere steps of 1, 2, 4 .. ``time_step_s`` after each zone
@@ -59,6 +67,7 @@ from sim_line._physics import (
 
 from ._config import PredictorConfig
 from ._law import LineConditions, Prediction
+from ._law_inputs import ExhaustControl
 
 __all__ = ["LinePredictor"]
 
@@ -140,6 +149,7 @@ class LinePredictor:
         temperature_c: ArrayLike | None = None,
         airflow_m3_h: ArrayLike | None = None,
         wet_thickness_um: ArrayLike | None = None,
+        exhaust: ExhaustControl | None = None,
     ) -> Prediction:
         """Predict the drying of the coating for the current conditions and K candidate recipes.
 
@@ -153,6 +163,10 @@ class LinePredictor:
             ones (K = 1).
         wet_thickness_um : array, shape (K,), optional
             Wet thickness of each candidate's coating, um; default: the measured one.
+        exhaust : ExhaustControl, optional
+            The zones' fresh air follows this loop (the solvent-load control); default: the
+            measured fresh air (``conditions.fresh_air_m3_h``, else the line config's) for
+            every candidate.
 
         Returns
         -------
@@ -177,25 +191,37 @@ class LinePredictor:
             raise ValueError(f"wet_thickness_um: expected one value or {t_air.shape[0]} values, found shape {wet.shape}") from None
         if not np.all(np.isfinite(wet) & (wet > 0)):
             raise ValueError(f"wet_thickness_um: expected positive thicknesses, found {wet.tolist()}")
-        fresh_meas = self.line.dryer.fresh_air_fraction * meas_q / 3600.0
+        if conditions.fresh_air_m3_h is not None:
+            fresh_meas = _zone_vector(conditions.fresh_air_m3_h, nz, "conditions.fresh_air_m3_h")
+        else:
+            fresh_meas = np.array([z.fresh_air_m3_h for z in self.line.dryer.zones], dtype=float)
+
+        def fresh_for(load_kg_s: F) -> F:
+            if exhaust is None:
+                return np.broadcast_to(fresh_meas, t_air.shape).copy()
+            return exhaust.fresh_air_m3_h(load_kg_s, t_air)
+
         if conditions.solvent_concentration_g_m3 is not None:
             conc = _zone_vector(conditions.solvent_concentration_g_m3, nz, "conditions.solvent_concentration_g_m3")
-            load = np.broadcast_to(np.maximum(conc, 0.0) * 1e-3 * fresh_meas, t_air.shape).copy()
-            march = self._march(t_air, q_air, speed, wet, load)
+            load = np.broadcast_to(np.maximum(conc, 0.0) * 1e-3 * fresh_meas / 3600.0, t_air.shape).copy()
+            march = self._march(t_air, q_air, speed, wet, load, fresh_for(load))
         else:
-            first = self._march(t_air, q_air, speed, wet, np.zeros_like(t_air), coarse=True)
-            march = self._march(t_air, q_air, speed, wet, first["load_kg_s"])
+            first = self._march(t_air, q_air, speed, wet, np.zeros_like(t_air), fresh_for(np.zeros_like(t_air)), coarse=True)
+            march = self._march(t_air, q_air, speed, wet, first["load_kg_s"], fresh_for(first["load_kg_s"]))
+        fresh = fresh_for(march["load_kg_s"])
+        march["zone_fresh_air_m3_h"] = fresh
+        march["zone_solvent_g_m3"] = march["load_kg_s"] * 1e3 / np.maximum(fresh / 3600.0, 1e-9)
         return self._prediction(march)
 
     # ---------------------------------------------------------------- internals
-    def _march(self, t_air: F, q_air: F, speed_m_min: float, wet_um: F, load_kg_s: F, *,
+    def _march(self, t_air: F, q_air: F, speed_m_min: float, wet_um: F, load_kg_s: F, fresh_air_m3_h: F, *,
                coarse: bool = False) -> dict[str, F]:
         line, slurry, d = self.line, self.slurry, self.line.dryer
         k, nz = t_air.shape
         rows = np.arange(k)
         h_top = np.maximum(d.heat_transfer_min_w_m2k, d.heat_transfer_ref_w_m2k * (q_air / d.airflow_ref_m3_h) ** d.heat_transfer_exponent)
         beta = props.mass_transfer_from_heat_m_s(slurry.solvent, h_top, t_air)
-        fresh = np.maximum(d.fresh_air_fraction * q_air / 3600.0, 1e-6)
+        fresh = np.maximum(fresh_air_m3_h / 3600.0, 1e-6)
         p_inf = load_kg_s / fresh * props.GAS_CONSTANT_J_MOL_K * (t_air + props.KELVIN) / (slurry.solvent.molar_mass_g_mol * 1e-3)
         amb = line.ambient_temperature_c
         amb_env = DryingEnvironment(
@@ -260,7 +286,6 @@ class LinePredictor:
             "peak_x": peak_x,
             "peak_temp": peak_temp,
             "liquid_exit_um": liquid_exit,
-            "zone_solvent_g_m3": new_load / fresh * 1e3,
         }
 
     def _near_critical(self, films: FilmState) -> bool:
@@ -302,6 +327,7 @@ class LinePredictor:
             cif_3d=cif_3d,
             surface_cif=np.minimum(film.surface_cif_ratio * cif_3d, 0.95),
             zone_solvent_g_m3=m["zone_solvent_g_m3"],
+            zone_fresh_air_m3_h=m["zone_fresh_air_m3_h"],
         )
 
 

@@ -196,7 +196,8 @@ class _SimLineNode:
         self._pending: dict[str, ZoneSetpoint | float] = {}
         self._seq: Counter[str] = Counter()
         self._jitter = random.Random()
-        self._zone_limits = {z.name: (z.temperature_limits_c, z.airflow_limits_m3_h) for z in line.config.dryer.zones}
+        self._zone_limits = {z.name: (z.temperature_limits_c, z.airflow_limits_m3_h, z.fresh_air_limits_m3_h)
+                             for z in line.config.dryer.zones}
         self.published: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.dropped = self.received = self.accepted = self.applied = 0
@@ -242,12 +243,13 @@ class _SimLineNode:
                                                         f"found {msg.zone!r} [topic]")
                 return
             for key, value, (lo, hi) in (("temperature_c", msg.temperature_c, limits[0]),
-                                         ("airflow_m3_h", msg.airflow_m3_h, limits[1])):
-                if not lo <= value <= hi:
+                                         ("airflow_m3_h", msg.airflow_m3_h, limits[1]),
+                                         ("fresh_air_m3_h", msg.fresh_air_m3_h, limits[2])):
+                if value is not None and not lo <= value <= hi:
                     self._reject(Reason.RANGE.value, topic, f"key {key!r}: expected within the zone's limits "
                                                             f"[{lo:g}, {hi:g}], found {value:g} [range]")
                     return
-            self._pending[msg.zone] = ZoneSetpoint(msg.temperature_c, msg.airflow_m3_h)
+            self._pending[msg.zone] = ZoneSetpoint(msg.temperature_c, msg.airflow_m3_h, msg.fresh_air_m3_h)
         elif isinstance(msg, LineCommand):
             lo, hi = self.line.config.web.speed_limits_m_min
             if not lo <= msg.speed_m_min <= hi:
@@ -338,10 +340,10 @@ class _SimLineNode:
             topic = self.topics.zone_sensors(z.name)
             msgs.append((MessageKind.ZONE_SENSORS, topic, ZoneSensors(
                 timestamp_s=ts, source=self.source, seq=self._next_seq(topic), zone=z.name,
-                temperature_c=z.temperature_c, airflow_m3_h=z.airflow_m3_h,
+                temperature_c=z.temperature_c, airflow_m3_h=z.airflow_m3_h, fresh_air_m3_h=_opt(z.fresh_air_m3_h),
                 solvent_concentration_g_m3=_opt(z.solvent_concentration_g_m3), heater_power_kw=_opt(z.heater_power_kw),
                 fan_power_kw=_opt(z.fan_power_kw), temperature_setpoint_c=z.temperature_setpoint_c,
-                airflow_setpoint_m3_h=z.airflow_setpoint_m3_h)))
+                airflow_setpoint_m3_h=z.airflow_setpoint_m3_h, fresh_air_setpoint_m3_h=_opt(z.fresh_air_setpoint_m3_h))))
         if self.player.publishes(LINE_SENSOR):
             topic = self.topics.line_sensors
             msgs.append((MessageKind.LINE_SENSORS, topic, LineSensors(

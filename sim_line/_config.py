@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ._schema import ConfigError, bounded, check_fields, load
 
@@ -212,20 +212,34 @@ class LabConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ZoneConfig:
-    """One dryer zone (impingement nozzles above and below the web)."""
+    """One dryer zone (impingement nozzles above and below the web).
+
+    ``airflow_m3_h`` is the nozzle (supply fan) airflow, mostly recirculated;
+    ``fresh_air_m3_h`` is the zone's exhaust, replaced by fresh air heated to the zone
+    temperature: it carries the solvent vapour away (zone vapour concentration = solvent
+    evaporated in the zone / fresh air) and is its own actuator (exhaust fan / damper), as
+    on real solvent dryers, where it is set to keep the vapour below a fraction of the
+    lower explosive limit.
+    """
 
     name: str
     length_m: float = bounded(gt=0.0, hi=50.0)
     temperature_c: float = bounded(lo=-20.0, hi=300.0)
     airflow_m3_h: float = bounded(lo=0.0, hi=1e6)
+    fresh_air_m3_h: float = bounded(gt=0.0, hi=1e6)
     temperature_limits_c: tuple[float, float] = (20.0, 150.0)
     airflow_limits_m3_h: tuple[float, float] = (0.0, 5000.0)
+    fresh_air_limits_m3_h: tuple[float, float] = (50.0, 5000.0)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.fresh_air_limits_m3_h[0] <= 0:
+            raise ConfigError(f"fresh_air_limits_m3_h: expected a positive low limit (the exhaust never closes: "
+                              f"the zone would fill with solvent vapour), found {self.fresh_air_limits_m3_h[0]}")
         for key, (lo, hi), value in (
             ("temperature", self.temperature_limits_c, self.temperature_c),
             ("airflow", self.airflow_limits_m3_h, self.airflow_m3_h),
+            ("fresh_air", self.fresh_air_limits_m3_h, self.fresh_air_m3_h),
         ):
             unit = "c" if key == "temperature" else "m3_h"
             if not lo < hi:
@@ -236,12 +250,14 @@ class ZoneConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ActuatorConfig:
-    """First-order lag and rate limits of the zone heaters and fans."""
+    """First-order lag and rate limits of the zone heaters, nozzle fans and exhausts."""
 
     temperature_time_constant_s: float = bounded(gt=0.0, hi=3600.0)
     temperature_rate_limit_c_per_s: float = bounded(gt=0.0, hi=100.0)
     airflow_time_constant_s: float = bounded(gt=0.0, hi=3600.0)
     airflow_rate_limit_m3_h_per_s: float = bounded(gt=0.0, hi=1e5)
+    fresh_air_time_constant_s: float = bounded(gt=0.0, hi=3600.0)
+    fresh_air_rate_limit_m3_h_per_s: float = bounded(gt=0.0, hi=1e5)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,8 +271,13 @@ class DryerConfig:
     heat_transfer_exponent: float = bounded(0.5, lo=0.0, hi=1.5)
     heat_transfer_min_w_m2k: float = bounded(5.0, gt=0.0, hi=100.0)
     bottom_side_fraction: float = bounded(0.5, lo=0.0, hi=1.0)
-    fresh_air_fraction: float = bounded(0.3, gt=0.0, hi=1.0)
     actuators: ActuatorConfig | None = None
+
+    #: keys of earlier versions and what replaced them (named in the error)
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        "fresh_air_fraction": "each zone has its own exhaust now: set zones[].fresh_air_m3_h (e.g. 0.3 x airflow_m3_h "
+                              "for the old default) and zones[].fresh_air_limits_m3_h",
+    }
 
     def __post_init__(self) -> None:
         check_fields(self)

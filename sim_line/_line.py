@@ -32,10 +32,11 @@ FAN_POWER_AT_REF_KW = 1.5
 
 @dataclass(frozen=True)
 class ZoneSetpoint:
-    """Set-point of one dryer zone."""
+    """Set-point of one dryer zone (``fresh_air_m3_h`` None: the exhaust keeps its set-point)."""
 
     temperature_c: float
     airflow_m3_h: float
+    fresh_air_m3_h: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class ZoneReading:
     solvent_concentration_g_m3: float
     heater_power_kw: float
     fan_power_kw: float
+    fresh_air_m3_h: float = math.nan
+    fresh_air_setpoint_m3_h: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class LineReadings:
     web_speed_m_min, wet_thickness_um, ambient_temperature_c : float
         Web speed, wet thickness at the coater, ambient temperature.
     zones : tuple of ZoneReading
-        Per dryer zone (actual temperature and airflow, set-points, solvent load, power).
+        Per dryer zone (actual temperature, nozzle airflow and exhaust fresh air, set-points,
+        solvent vapour concentration, power).
     position_m, residual_solvent_g_m2, surface_temperature_c : ndarray, shape (P,)
         Profiles along the web at the parcel positions (coater at 0 m).
     exit_residual_solvent_g_m2, exit_cif_3d : float
@@ -93,10 +97,21 @@ class LineReadings:
             "exit_cif_3d": self.exit_cif_3d,
         }
         for z in self.zones:
-            for key in ("temperature_c", "airflow_m3_h", "temperature_setpoint_c", "airflow_setpoint_m3_h",
-                        "solvent_concentration_g_m3", "heater_power_kw", "fan_power_kw"):
+            for key in ("temperature_c", "airflow_m3_h", "fresh_air_m3_h", "temperature_setpoint_c",
+                        "airflow_setpoint_m3_h", "fresh_air_setpoint_m3_h", "solvent_concentration_g_m3",
+                        "heater_power_kw", "fan_power_kw"):
                 out[f"{z.name}_{key}"] = getattr(z, key)
         return out
+
+
+def fresh_air_heating_kw(fresh_air_m3_h: np.ndarray, temperature_c: np.ndarray, ambient_c: float) -> np.ndarray:
+    """Heater power that brings a zone's fresh (make-up) air from ambient to the zone temperature, kW.
+
+    The recirculated nozzle air only needs the heat the web takes (small beside this on an
+    NMP dryer); the energy proxy of the line is this plus the fan power.
+    """
+    rho = props.air_density_kg_m3(temperature_c)
+    return rho * np.asarray(fresh_air_m3_h) / 3600.0 * props.AIR_CP_J_KG_K * np.maximum(temperature_c - ambient_c, 0.0) / 1e3
 
 
 def _follow(actual: np.ndarray, target: np.ndarray, dt_s: float, tau_s: float, rate_per_s: float) -> np.ndarray:
@@ -120,7 +135,8 @@ class Line:
     -----
     The web is divided into parcels ``parcel_spacing_m`` apart; each parcel is one film
     of `sim_line._physics`, drying under the zone it is in (air temperature, heat transfer
-    from the zone airflow, solvent partial pressure of the zone's recirculated air).
+    from the zone's nozzle airflow, solvent partial pressure of the zone's recirculated air:
+    the solvent evaporated in the zone over the zone's exhaust / fresh-air flow).
     At construction the line is filled with coating dried under the initial recipe
     (steady state), so readings are meaningful from the first step.
 
@@ -146,8 +162,10 @@ class Line:
         self._zone_end_m = self._zone_start_m + np.array([z.length_m for z in zones])
         self._t_sp = np.array([z.temperature_c for z in zones], dtype=float)
         self._q_sp = np.array([z.airflow_m3_h for z in zones], dtype=float)
+        self._f_sp = np.array([z.fresh_air_m3_h for z in zones], dtype=float)
         self._t_act = self._t_sp.copy()
         self._q_act = self._q_sp.copy()
+        self._f_act = self._f_sp.copy()
         self._solvent_kg_s = np.zeros(len(zones))
         self._speed_sp = cfg.web.speed_m_min
         self._speed = cfg.web.speed_m_min
@@ -218,9 +236,12 @@ class Line:
         d = self.config.dryer
         return np.maximum(d.heat_transfer_min_w_m2k, d.heat_transfer_ref_w_m2k * (self._q_act / d.airflow_ref_m3_h) ** d.heat_transfer_exponent)
 
+    def _zone_concentration_kg_m3(self) -> np.ndarray:
+        """Solvent vapour in each zone's air (well mixed, steady: evaporation / exhaust flow), kg/m3."""
+        return self._solvent_kg_s / np.maximum(self._f_act / 3600.0, 1e-6)
+
     def _zone_vapour_pressure_pa(self) -> np.ndarray:
-        fresh_m3_s = np.maximum(self.config.dryer.fresh_air_fraction * self._q_act / 3600.0, 1e-6)
-        conc = self._solvent_kg_s / fresh_m3_s
+        conc = self._zone_concentration_kg_m3()
         t_k = self._t_act + props.KELVIN
         return conc * props.GAS_CONSTANT_J_MOL_K * t_k / (self.slurry.solvent.molar_mass_g_mol * 1e-3)
 
@@ -253,15 +274,20 @@ class Line:
             i = self.zone_names.index(name)
             zone = self.config.dryer.zones[i]
             if isinstance(sp, Mapping):
-                sp = ZoneSetpoint(float(sp["temperature_c"]), float(sp["airflow_m3_h"]))
-            for value, (lo, hi), key in (
-                (sp.temperature_c, zone.temperature_limits_c, "temperature_c"),
-                (sp.airflow_m3_h, zone.airflow_limits_m3_h, "airflow_m3_h"),
-            ):
+                fresh = sp.get("fresh_air_m3_h")
+                sp = ZoneSetpoint(float(sp["temperature_c"]), float(sp["airflow_m3_h"]),
+                                  None if fresh is None else float(fresh))
+            checks = [(sp.temperature_c, zone.temperature_limits_c, "temperature_c"),
+                      (sp.airflow_m3_h, zone.airflow_limits_m3_h, "airflow_m3_h")]
+            if sp.fresh_air_m3_h is not None:
+                checks.append((sp.fresh_air_m3_h, zone.fresh_air_limits_m3_h, "fresh_air_m3_h"))
+            for value, (lo, hi), key in checks:
                 if not (math.isfinite(value) and lo <= value <= hi):
                     raise ValueError(f"setpoints.{name}.{key}: expected within [{lo}, {hi}], found {value}")
             self._t_sp[i] = sp.temperature_c
             self._q_sp[i] = sp.airflow_m3_h
+            if sp.fresh_air_m3_h is not None:
+                self._f_sp[i] = sp.fresh_air_m3_h
 
     def set_wet_thickness(self, wet_thickness_um: float) -> None:
         """Change the coater's wet thickness for the coating laid from now on, um."""
@@ -278,8 +304,9 @@ class Line:
         dt_s : float
             Time to advance, s; split into sub-steps of at most ``max_time_step_s``.
         setpoints : mapping, optional
-            ``{zone_name: ZoneSetpoint(...) or {"temperature_c": .., "airflow_m3_h": ..}}``
-            and optionally ``"web_speed_m_min": value``. Values outside the configured
+            ``{zone_name: ZoneSetpoint(...) or {"temperature_c": .., "airflow_m3_h": ..,
+            "fresh_air_m3_h": ..}}`` (fresh air optional: absent or None keeps the exhaust's
+            set-point) and optionally ``"web_speed_m_min": value``. Values outside the configured
             limits raise ValueError (nothing is applied then).
 
         Returns
@@ -288,22 +315,29 @@ class Line:
         """
         if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
             raise ValueError(f"dt_s: expected a positive number of seconds, found {dt_s!r}")
-        saved = (self._t_sp.copy(), self._q_sp.copy(), self._speed_sp)
+        saved = self._saved_setpoints()
         try:
             self._apply_setpoints(setpoints)
         except (ValueError, KeyError, TypeError):
-            self._t_sp, self._q_sp, self._speed_sp = saved
+            self._restore_setpoints(saved)
             raise
         n_sub = max(1, int(math.ceil(dt_s / self.config.simulation.max_time_step_s)))
         for _ in range(n_sub):
             self._substep(dt_s / n_sub)
         return self.readings()
 
+    def _saved_setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        return self._t_sp.copy(), self._q_sp.copy(), self._f_sp.copy(), self._speed_sp
+
+    def _restore_setpoints(self, saved: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> None:
+        self._t_sp, self._q_sp, self._f_sp, self._speed_sp = saved
+
     def _substep(self, dt: float) -> None:
         cfg = self.config
         act = cfg.dryer.actuators
         self._t_act = _follow(self._t_act, self._t_sp, dt, act.temperature_time_constant_s, act.temperature_rate_limit_c_per_s)
         self._q_act = _follow(self._q_act, self._q_sp, dt, act.airflow_time_constant_s, act.airflow_rate_limit_m3_h_per_s)
+        self._f_act = _follow(self._f_act, self._f_sp, dt, act.fresh_air_time_constant_s, act.fresh_air_rate_limit_m3_h_per_s)
         self._speed = float(_follow(np.array([self._speed]), np.array([self._speed_sp]), dt, 5.0, 2.0)[0])
         env = self._environment(self.position_m, self.films)
         before = self.films
@@ -363,14 +397,13 @@ class Line:
         """Current sensor readings."""
         cfg = self.config
         h_top = self._heat_transfer_top()
-        conc = self._solvent_kg_s / np.maximum(cfg.dryer.fresh_air_fraction * self._q_act / 3600.0, 1e-6) * 1e3
-        rho_air = props.air_density_kg_m3(self._t_act)
-        heater_kw = rho_air * cfg.dryer.fresh_air_fraction * self._q_act / 3600.0 * props.AIR_CP_J_KG_K * np.maximum(
-            self._t_act - cfg.ambient_temperature_c, 0.0) / 1e3
+        conc = self._zone_concentration_kg_m3() * 1e3
+        heater_kw = fresh_air_heating_kw(self._f_act, self._t_act, cfg.ambient_temperature_c)
         fan_kw = FAN_POWER_AT_REF_KW * (self._q_act / cfg.dryer.airflow_ref_m3_h) ** 3
         zones = tuple(
             ZoneReading(name, float(self._t_act[i]), float(self._q_act[i]), float(self._t_sp[i]), float(self._q_sp[i]),
-                        float(h_top[i]), float(conc[i]), float(heater_kw[i]), float(fan_kw[i]))
+                        float(h_top[i]), float(conc[i]), float(heater_kw[i]), float(fan_kw[i]),
+                        float(self._f_act[i]), float(self._f_sp[i]))
             for i, name in enumerate(self.zone_names)
         )
         order = np.argsort(self.position_m)

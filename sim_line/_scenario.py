@@ -15,6 +15,9 @@ start of the run) for ``duration_s`` seconds (``null`` / absent: until the end o
 ``heater_fault``        the heater of ``zone`` cannot heat the air above
                         ``max_temperature_c`` (absent: heater power lost, the air cools
                         towards ambient through the heater lag); the set-point is kept
+``exhaust_fault``       the exhaust of ``zone`` cannot move more than
+                        ``max_fresh_air_m3_h`` of fresh air (a stuck damper or a weak
+                        exhaust fan: the solvent vapour builds up); the set-point is kept
 ``sensor_dropout``      ``sensor`` (a zone name, ``line`` or ``camera``) publishes
                         nothing
 ``camera_flicker``      camera frames are ``gain`` times brighter (illumination gain)
@@ -55,6 +58,7 @@ __all__ = [
     "CameraFlicker",
     "CoatingThickness",
     "Event",
+    "ExhaustFault",
     "HeaterFault",
     "Scenario",
     "ScenarioPlayer",
@@ -131,6 +135,19 @@ class HeaterFault(_EventBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExhaustFault(_EventBase):
+    """The exhaust of a zone cannot move more than ``max_fresh_air_m3_h`` (stuck damper, weak fan)."""
+
+    kind: Literal["exhaust_fault"] = "exhaust_fault"
+    zone: str
+    max_fresh_air_m3_h: float = bounded(gt=0.0, hi=1e6)
+
+    @property
+    def target(self) -> str:
+        return self.zone
+
+
+@dataclass(frozen=True, kw_only=True)
 class SensorDropout(_EventBase):
     """A sensor stops publishing: a zone's sensors (zone name), ``line`` or ``camera``."""
 
@@ -150,10 +167,11 @@ class CameraFlicker(_EventBase):
     gain: float = bounded(gt=0.0, hi=10.0)
 
 
-Event = CoatingThickness | Bubbles | WebSpeed | HeaterFault | SensorDropout | CameraFlicker
+Event = CoatingThickness | Bubbles | WebSpeed | HeaterFault | ExhaustFault | SensorDropout | CameraFlicker
 #: Event classes by their ``kind``.
 EVENT_KINDS: Mapping[str, type[_EventBase]] = {
-    cls.kind: cls for cls in (CoatingThickness, Bubbles, WebSpeed, HeaterFault, SensorDropout, CameraFlicker)  # type: ignore[misc]
+    cls.kind: cls for cls in (CoatingThickness, Bubbles, WebSpeed, HeaterFault, ExhaustFault, SensorDropout,
+                              CameraFlicker)  # type: ignore[misc]
 }
 
 
@@ -189,7 +207,7 @@ class Scenario:
         zones = [z.name for z in config.dryer.zones]
         for i, ev in enumerate(self.events):
             where = f"{self.source}: events[{i}]"
-            if isinstance(ev, HeaterFault) and ev.zone not in zones:
+            if isinstance(ev, (HeaterFault, ExhaustFault)) and ev.zone not in zones:
                 raise ConfigError(f"{where}.zone: expected one of the line's zones {zones}, found {ev.zone!r}")
             if isinstance(ev, SensorDropout) and ev.sensor not in (*zones, LINE_SENSOR, CAMERA_SENSOR):
                 raise ConfigError(f"{where}.sensor: expected one of {[*zones, LINE_SENSOR, CAMERA_SENSOR]}, "
@@ -299,8 +317,8 @@ class ScenarioPlayer:
     -----
     Events are evaluated at the start of each `step` at the line's time, so their
     resolution is the step. The heater fault caps the heater's target temperature
-    during the step (the air follows through the heater lag) while the reported
-    set-point stays the commanded one; it reaches into the line's private actuator
+    during the step (the air follows through the heater lag), the exhaust fault the
+    exhaust's target fresh air, while the reported set-points stay the commanded ones; it reaches into the line's private actuator
     state (same package).
 
     Examples
@@ -344,6 +362,14 @@ class ScenarioPlayer:
             if isinstance(ev, HeaterFault):
                 cap = ambient if ev.max_temperature_c is None else ev.max_temperature_c
                 caps[ev.zone] = min(caps.get(ev.zone, math.inf), cap)
+        return caps
+
+    def exhaust_caps(self, t_s: float | None = None) -> dict[str, float]:
+        """Most fresh air each faulty zone's exhaust can move, m3/h."""
+        caps: dict[str, float] = {}
+        for ev in self.active(t_s):
+            if isinstance(ev, ExhaustFault):
+                caps[ev.zone] = min(caps.get(ev.zone, math.inf), ev.max_fresh_air_m3_h)
         return caps
 
     # ------------------------------------------------------------ stepping
@@ -395,23 +421,22 @@ class ScenarioPlayer:
         line = self.line
         merged: dict[str, Any] = dict(setpoints or {})
         merged.update(self._transitions())
-        saved = (line._t_sp.copy(), line._q_sp.copy(), line._speed_sp)
+        saved = line._saved_setpoints()
         try:
             line._apply_setpoints(merged)
         except (ValueError, KeyError, TypeError):
-            line._t_sp, line._q_sp, line._speed_sp = saved
+            line._restore_setpoints(saved)
             raise
-        caps = self.heater_caps()
-        if caps:
-            commanded = line._t_sp.copy()
-            cap = np.array([caps.get(name, math.inf) for name in line.zone_names])
-            line._t_sp = np.minimum(commanded, cap)
-            try:
-                line.step(dt_s)
-            finally:
-                line._t_sp = commanded
-        else:
+        heat, exhaust = self.heater_caps(), self.exhaust_caps()
+        commanded = (line._t_sp.copy(), line._f_sp.copy())
+        if heat:
+            line._t_sp = np.minimum(line._t_sp, [heat.get(name, math.inf) for name in line.zone_names])
+        if exhaust:
+            line._f_sp = np.minimum(line._f_sp, [exhaust.get(name, math.inf) for name in line.zone_names])
+        try:
             line.step(dt_s)
+        finally:
+            line._t_sp, line._f_sp = commanded
         self._add_bubbles()
         return line.readings()
 

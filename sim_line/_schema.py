@@ -137,6 +137,10 @@ def _build(cls: type[T], data: Any, where: str, base: Path | None) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     prefix = f"{where}." if where and not where.endswith(": ") else where
     unknown = sorted(set(map(str, data)) - set(fields))
+    removed = getattr(cls, "REMOVED_KEYS", {})
+    for key in unknown:
+        if key in removed:
+            raise ConfigError(f"{prefix}{key}: no longer supported; {removed[key]}")
     if unknown:
         raise ConfigError(
             f"{prefix}{unknown[0]}: unknown key; expected one of {sorted(fields)}"

@@ -40,7 +40,7 @@ from mqtt_helpers import client, wait_until
 CFG = load_controller_config()
 ZONES = CFG.zone_names
 NOMINAL = {z.name: (z.nominal_temperature_c, z.nominal_airflow_m3_h) for z in CFG.zones}
-SAFE = {n: (s.temperature_c, s.airflow_m3_h) for n, s in CFG.safe_state.zones.items()}
+SAFE = {n: (s.temperature_c, s.airflow_m3_h, s.fresh_air_m3_h) for n, s in CFG.safe_state.zones.items()}
 
 
 # ------------------------------------------------------------------ helpers
@@ -60,7 +60,8 @@ def sensor_messages(topics: Topics, t: float, seq: int, *, skip=(), temps=None, 
             continue
         temp, air = NOMINAL[z]
         out.append((topics.zone_sensors(z), ZoneSensors(timestamp_s=t, source="test", seq=seq, zone=z,
-                                                         temperature_c=temps.get(z, temp) - 1.0, airflow_m3_h=air)))
+                                                         temperature_c=temps.get(z, temp) - 1.0, airflow_m3_h=air,
+                                                         solvent_concentration_g_m3=5.0, fresh_air_m3_h=400.0)))
     out.append((topics.line_sensors, LineSensors(timestamp_s=t, source="test", seq=seq, web_speed_m_min=3.0,
                                                   wet_thickness_um=180.0, exit_residual_solvent_g_m2=0.1)))
     out.append((topics.surface_estimate, CrackEstimate(timestamp_s=t, source="test", seq=seq, kind="surface",
@@ -132,7 +133,7 @@ async def test_sensors_in_setpoints_decisions_status_and_metrics_out(mosquitto, 
     for z in ZONES:
         last = max(i for i, (_, m) in enumerate(order) if isinstance(m, ZoneCommand) and m.zone == z)
         assert last < offline
-        assert (order[last][1].temperature_c, order[last][1].airflow_m3_h) == SAFE[z]
+        assert (order[last][1].temperature_c, order[last][1].airflow_m3_h, order[last][1].fresh_air_m3_h) == SAFE[z]
     assert order[offline][1].detail == "shutdown"
     assert any(isinstance(m, Decision) and m.action == "safe_state" and m.reason.startswith("shutdown")
                for _, m in order)
@@ -160,11 +161,16 @@ async def test_broker_restart_loses_no_setpoint(mosquitto, line_id, topics):
         await asyncio.to_thread(mosquitto.start)  # same port, empty broker: no retained messages left
         await wait_until(lambda: d.connected and not d._dirty, what="reconnection and republishing")
         async with client(mosquitto, line_id, "#") as (c, late):
-            await wait_until(lambda: len([t for t in late.retained() if "/setpoints/" in t]) == len(ZONES),
+            # every zone's set-point and the web speed's (the law owns the speed: web_speed.control)
+            assert len(d.setpoint_payloads) == len(ZONES) + 1 and topics.line_setpoint in d.setpoint_payloads
+            await wait_until(lambda: len([t for t in late.retained() if "/setpoints/" in t]) == len(ZONES) + 1,
                              what="retained set-points after the restart")
             retained = {t: p for t, p in late.retained().items() if "/setpoints/" in t}
             assert retained == queued == d.setpoint_payloads  # the latest, computed while the broker was down
-            assert {decode(t, p, now_s=None).timestamp_s for t, p in retained.items()} == {clock.now_s()}
+            # zone set-points are re-sent every step; the web speed's only when it changes (here: never)
+            assert {decode(t, p, now_s=None).timestamp_s for t, p in retained.items()
+                    if t != topics.line_setpoint} == {clock.now_s()}
+            assert decode(topics.line_setpoint, retained[topics.line_setpoint], now_s=None).speed_m_min == 3.0
             await wait_until(lambda: topics.status in late.retained(), what="retained status")
             assert decode(topics.status, late.retained()[topics.status], now_s=None).state == "online"
             # and it goes on controlling after the reconnection

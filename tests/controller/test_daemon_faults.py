@@ -49,7 +49,7 @@ ACL = REPO / "configs" / "mosquitto" / "acl"
 CFG = load_controller_config()
 ZONES = CFG.zone_names
 NOMINAL = {z.name: (z.nominal_temperature_c, z.nominal_airflow_m3_h) for z in CFG.zones}
-SAFE = {n: (s.temperature_c, s.airflow_m3_h) for n, s in CFG.safe_state.zones.items()}
+SAFE = {n: (s.temperature_c, s.airflow_m3_h, s.fresh_air_m3_h) for n, s in CFG.safe_state.zones.items()}
 
 
 # ------------------------------------------------------------------ helpers (as in test_daemon.py)
@@ -64,7 +64,8 @@ def sensor_messages(topics: Topics, t: float, seq: int, *, skip=()):
         if z not in skip:
             temp, air = NOMINAL[z]
             out.append((topics.zone_sensors(z), ZoneSensors(timestamp_s=t, source="test", seq=seq, zone=z,
-                                                             temperature_c=temp, airflow_m3_h=air)))
+                                                             temperature_c=temp, airflow_m3_h=air,
+                                                             solvent_concentration_g_m3=5.0, fresh_air_m3_h=400.0)))
     out.append((topics.line_sensors, LineSensors(timestamp_s=t, source="test", seq=seq, web_speed_m_min=3.0,
                                                   wet_thickness_um=180.0)))
     out.append((topics.surface_estimate, CrackEstimate(timestamp_s=t, source="test", seq=seq, kind="surface",
@@ -94,6 +95,7 @@ def base_message(kind: str, topics: Topics, t: float) -> tuple[str, dict]:
     if kind == "zone":
         topic, msg = topics.zone_sensors("Z2"), ZoneSensors(timestamp_s=t, source="fuzz", seq=1, zone="Z2",
                                                             temperature_c=70.0, airflow_m3_h=1500.0,
+                                                            fresh_air_m3_h=450.0, solvent_concentration_g_m3=5.0,
                                                             heater_power_kw=3.0)
     elif kind == "line":
         topic, msg = topics.line_sensors, LineSensors(timestamp_s=t, source="fuzz", seq=1, web_speed_m_min=3.0,
@@ -221,7 +223,7 @@ async def test_a_stale_zone_sensor_drives_the_safe_state_within_the_configured_t
         assert "Z2.temperature_c: stale" in decision.reason and "Z1." not in decision.reason
         for z in ZONES:  # every zone in the configured safe state at that step
             (cmd,) = inbox.of(ZoneCommand, zone=z, timestamp_s=t_safe)
-            assert (cmd.temperature_c, cmd.airflow_m3_h) == SAFE[z]
+            assert (cmd.temperature_c, cmd.airflow_m3_h, cmd.fresh_air_m3_h) == SAFE[z]
         assert run.daemon.metrics.gauges["safe"] == 1.0
         # the sensor comes back: the law resumes
         await publish_round(c, d, topics, clock.now_s(), 40)
@@ -294,7 +296,7 @@ async def test_with_auth_and_acl_only_the_controller_publishes_setpoints(secured
     assert summary.safe_state_published and summary.messages_rejected == 0
     async with client(b, line_id, "setpoints/#", username="viewer", password=PASSWORDS["viewer"]) as (_, late):
         await wait_until(lambda: len(late.raw) >= len(ZONES), what="retained set-points")
-        assert {(m.zone, m.temperature_c, m.airflow_m3_h) for m in late.of(ZoneCommand)} == \
+        assert {(m.zone, m.temperature_c, m.airflow_m3_h, m.fresh_air_m3_h) for m in late.of(ZoneCommand)} == \
             {(z, *SAFE[z]) for z in ZONES}
 
 
@@ -391,7 +393,8 @@ async def test_sigterm_publishes_the_safe_state_then_offline_and_a_kill_fires_th
         for z in ZONES:
             cmds = [i for i, m in enumerate(order) if isinstance(m, ZoneCommand) and m.zone == z]
             assert cmds and max(cmds) < offline
-            assert (order[max(cmds)].temperature_c, order[max(cmds)].airflow_m3_h) == SAFE[z]
+            assert (order[max(cmds)].temperature_c, order[max(cmds)].airflow_m3_h,
+                    order[max(cmds)].fresh_air_m3_h) == SAFE[z]
         assert order[offline].detail == "shutdown"
         assert "safe state at stop published" in out
         events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

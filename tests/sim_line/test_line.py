@@ -16,6 +16,7 @@ ZONES = CFG.dryer.zones
 ACT = CFG.dryer.actuators
 LIMIT_G_M2 = CFG.exit_residual_solvent_limit_g_m2  # 1 g/m2 (line.yaml)
 SPACING = CFG.simulation.parcel_spacing_m
+AMBIENT_C = CFG.ambient_temperature_c
 # time for coating laid now to leave the line (coater -> end of post-dryer) at the set speed
 TRAVERSE_S = CFG.line_length_m / (CFG.web.speed_m_min / 60.0)
 # wet NMP load per um of wet film: (1 - solids volume fraction) * rho  (science.md: 252 g/m2 at 300 um)
@@ -24,8 +25,8 @@ LOAD_PER_UM = (1.0 - SLURRY.solids_volume_fraction) * SLURRY.solvent.density_kg_
 NOISE_G_M2 = CFG.coater.wet_thickness_noise_um * LOAD_PER_UM
 
 
-def _setpoints(line: sim_line.Line) -> dict[str, tuple[float, float]]:
-    return {z.name: (z.temperature_setpoint_c, z.airflow_setpoint_m3_h) for z in line.readings().zones}
+def _setpoints(line: sim_line.Line) -> dict[str, tuple[float, float, float]]:
+    return {z.name: (z.temperature_setpoint_c, z.airflow_setpoint_m3_h, z.fresh_air_setpoint_m3_h) for z in line.readings().zones}
 
 
 def _zone(readings: sim_line.LineReadings, name: str) -> sim_line.ZoneReading:
@@ -156,6 +157,48 @@ def test_more_airflow_more_heat_transfer():
     assert _zone(r, "Z2").heat_transfer_w_m2k < before
 
 
+def test_exhaust_dilutes_the_zone_vapour_and_costs_heater_power():
+    """Zone vapour = evaporation / fresh air (well mixed); the fresh air is heated from ambient."""
+    line = sim_line.Line(seed=0)
+    z3 = ZONES[2]
+    r0 = _zone(line.readings(), "Z3")
+    assert r0.fresh_air_m3_h == z3.fresh_air_m3_h == r0.fresh_air_setpoint_m3_h
+    # the solvent mass balance: concentration x fresh air = what the zone's parcels evaporate
+    p = line.parcels()
+    inside = (p["position_m"] >= 6.0) & (p["position_m"] < 8.5)
+    evaporated_g_s = float(p.loc[inside, "evaporation_g_m2_s"].sum()) * SPACING * CFG.web.width_m
+    assert r0.solvent_concentration_g_m3 * r0.fresh_air_m3_h / 3600.0 == pytest.approx(evaporated_g_s, rel=0.05)
+    # the heater heats the fresh air from ambient: rho cp Q dT
+    rho = 101_325.0 * 0.028_96 / (8.314_462_618 * (z3.temperature_c + 273.15))
+    expected_kw = rho * 1006.0 * z3.fresh_air_m3_h / 3600.0 * (z3.temperature_c - AMBIENT_C) / 1e3
+    assert r0.heater_power_kw == pytest.approx(expected_kw, rel=0.01)
+    # twice the fresh air: half the vapour (the evaporation rises a little: drier air), twice the power;
+    # the exhaust follows its own lag and rate limit
+    r = line.step(2.0, {"Z3": ZoneSetpoint(z3.temperature_c, z3.airflow_m3_h, 2.0 * z3.fresh_air_m3_h)})
+    assert _zone(r, "Z3").fresh_air_m3_h - z3.fresh_air_m3_h <= ACT.fresh_air_rate_limit_m3_h_per_s * 2.0 + 1e-9
+    r = line.step(60.0)
+    after = _zone(r, "Z3")
+    assert after.fresh_air_m3_h == pytest.approx(2.0 * z3.fresh_air_m3_h, rel=1e-3)
+    assert after.airflow_m3_h == pytest.approx(z3.airflow_m3_h) and after.heat_transfer_w_m2k == r0.heat_transfer_w_m2k
+    assert 0.45 * r0.solvent_concentration_g_m3 < after.solvent_concentration_g_m3 < 0.6 * r0.solvent_concentration_g_m3
+    assert after.heater_power_kw == pytest.approx(2.0 * r0.heater_power_kw, rel=0.01)
+    # a set-point without fresh air keeps the exhaust where it is
+    r = line.step(10.0, {"Z3": {"temperature_c": z3.temperature_c, "airflow_m3_h": z3.airflow_m3_h}})
+    assert _zone(r, "Z3").fresh_air_setpoint_m3_h == 2.0 * z3.fresh_air_m3_h
+
+
+def test_removed_fresh_air_fraction_key_names_its_replacement(tmp_path):
+    import yaml
+
+    data = yaml.safe_load((sim_line._config.default_config_dir() / "line.yaml").read_text())
+    data["slurry"] = str(sim_line._config.default_config_dir() / data["slurry"])
+    data["dryer"]["fresh_air_fraction"] = 0.3
+    path = tmp_path / "old_line.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(sim_line.ConfigError, match=r"dryer\.fresh_air_fraction: no longer supported; .*zones\[\]\.fresh_air_m3_h"):
+        sim_line.load_line(path)
+
+
 def test_hotter_zones_dry_earlier():
     base = sim_line.Line(seed=0)
     base.step(TRAVERSE_S + 60.0)
@@ -172,6 +215,7 @@ def test_hotter_zones_dry_earlier():
         ({"Z9": ZoneSetpoint(60.0, 1000.0)}, r"unknown zone 'Z9'"),
         ({"Z1": ZoneSetpoint(200.0, 1000.0)}, r"setpoints\.Z1\.temperature_c: expected within \[25\.0, 130\.0\], found 200\.0"),
         ({"Z2": ZoneSetpoint(60.0, 9000.0)}, r"setpoints\.Z2\.airflow_m3_h: expected within .*found 9000\.0"),
+        ({"Z2": ZoneSetpoint(60.0, 1500.0, 10.0)}, r"setpoints\.Z2\.fresh_air_m3_h: expected within \[50\.0, 1500\.0\], found 10\.0"),
         ({"Z3": ZoneSetpoint(float("nan"), 1000.0)}, r"setpoints\.Z3\.temperature_c"),
         ({"web_speed_m_min": 50.0}, r"setpoints\.web_speed_m_min: expected within .*found 50\.0"),
         # a valid change first, then a bad one: nothing of it may be applied

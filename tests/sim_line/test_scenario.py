@@ -249,6 +249,22 @@ def test_setpoints_still_work_during_a_fault_and_bad_ones_apply_nothing():
     assert _zone(player.line.readings(), "Z2").temperature_setpoint_c == 70.0
 
 
+def test_exhaust_fault_caps_the_fresh_air_and_the_vapour_builds_up():
+    z3 = CFG.dryer.zones[2]
+    player = _player([{"kind": "exhaust_fault", "at_s": 5, "duration_s": 60, "zone": "Z3", "max_fresh_air_m3_h": 250}])
+    r = _run(player, 120)
+    f3 = np.array([_zone(x, "Z3").fresh_air_m3_h for x in r])
+    c3 = np.array([_zone(x, "Z3").solvent_concentration_g_m3 for x in r])
+    assert f3[3] == pytest.approx(z3.fresh_air_m3_h)
+    assert f3[60] == pytest.approx(250.0, abs=1.0)  # the exhaust's 5 s lag has long settled
+    assert all(_zone(x, "Z3").fresh_air_setpoint_m3_h == z3.fresh_air_m3_h for x in r)  # the set-point is kept
+    # the zone's evaporation barely changes in a minute, so the vapour rises as 1 / fresh air (3x)
+    assert c3[60] == pytest.approx(c3[3] * z3.fresh_air_m3_h / 250.0, rel=0.1)
+    assert f3[-1] == pytest.approx(z3.fresh_air_m3_h, abs=1.0) and c3[-1] == pytest.approx(c3[3], rel=0.05)
+    # less fresh air to heat: less heater power
+    assert _zone(r[60], "Z3").heater_power_kw == pytest.approx(_zone(r[3], "Z3").heater_power_kw * 250.0 / 750.0, rel=0.02)
+
+
 def test_sensor_dropout_and_camera_flicker_windows():
     player = _player([
         {"kind": "sensor_dropout", "at_s": 3, "duration_s": 4, "sensor": "Z2"},
