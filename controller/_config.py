@@ -88,7 +88,10 @@ class ZoneConfig:
     Three loops per zone: air temperature (heater), nozzle airflow (supply fan) and fresh air
     (the exhaust, which carries the solvent vapour away; its target comes from the
     solvent-load loop, see `SolventLoadConfig`). ``nominal_fresh_air_m3_h`` is the fixed
-    recipe's exhaust (the loop starts from the measured value).
+    recipe's exhaust (the loop starts from the measured value). The exhaust opens at
+    ``fresh_air_slew_m3_h_per_s`` and closes at ``fresh_air_close_slew_m3_h_per_s``: the
+    zone air needs its volume / fresh air (10 s to minutes) to follow a smaller exhaust, and
+    a fast closing would overshoot the vapour before the measurement shows it.
     """
 
     name: str
@@ -102,6 +105,7 @@ class ZoneConfig:
     temperature_slew_c_per_s: float = _num(gt=0.0, hi=100.0)
     airflow_slew_m3_h_per_s: float = _num(gt=0.0, hi=1e5)
     fresh_air_slew_m3_h_per_s: float = _num(gt=0.0, hi=1e5)
+    fresh_air_close_slew_m3_h_per_s: float = _num(gt=0.0, hi=1e5)
     temperature_pid: PidGains
     airflow_pid: PidGains
     fresh_air_pid: PidGains

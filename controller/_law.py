@@ -22,10 +22,11 @@ Structure (a cascade)
   (fresh air). Its target dilutes the solvent the zone evaporates to
   ``solvent_load.target_lel_pct`` of the lower explosive limit (LEL) at the zone's air
   temperature: measured load (vapour concentration x measured fresh air) over the target
-  concentration, and while a supervisor move takes effect (``estimate_dead_time_s``) at least
-  the fresh air the model predicts for the plan (feedforward: heaters lag, the load moves
-  before it is measured); within the exhaust's limits, with the same PID trim, slew limit,
-  anti-windup and manual mode as the other loops.
+  concentration, and while a supervisor move takes effect (until ``estimate_dead_time_s``
+  after the move and after the loops reached it) at least the fresh air the model predicts
+  for the plan (feedforward: heaters lag, the zone air takes its volume / fresh air to show
+  a new load); within the exhaust's limits, with the same PID trim, slew limit (closing
+  slower than opening), anti-windup and manual mode as the other loops.
 * **Supervisor** (every ``supervisor.period_s``): a drying model (the `Predictor`, the same
   physics as `sim_line`) predicts, for the current plan (the targets) and for the measured
   state, where the coating's critical point lies (the solvent front entering the pores at
@@ -270,16 +271,16 @@ class ControlLaw(_Supervisor):
         return out
 
     def _solvent_trip(self, state: LawState, inputs: Inputs) -> list[tuple[str, Reason]]:
-        """Interlock: zones at or above the trip level; once tripped, until every zone is below the target."""
+        """Interlock: zones at or above the trip level; latched (naming the zones that tripped it) until
+        every zone is below the target."""
         sl = self.config.solvent_load
         lel = self._measured_lel(inputs)
-        tripped = state.mode is Mode.SAFE and any(n.endswith(".solvent_lel") for n in state.safe_inputs)
-        level = sl.target_lel_pct if tripped else sl.trip_lel_pct
-        high = [n for n, f in lel.items() if 100.0 * f >= level]
-        if tripped and high:  # latched: keep naming the zones that tripped it, plus any above the target
-            high = sorted({*high, *(n.split(".")[0] for n in state.safe_inputs if n.endswith(".solvent_lel"))},
-                          key=self._names.index)
-        return [(f"{n}.solvent_lel", Reason.SOLVENT_LOAD_TRIP) for n in high]
+        tripped = {n.split(".")[0] for n in state.safe_inputs if n.endswith(".solvent_lel")} \
+            if state.mode is Mode.SAFE else set()
+        names = {n for n, f in lel.items() if 100.0 * f >= sl.trip_lel_pct}
+        if tripped and any(100.0 * f >= sl.target_lel_pct for f in lel.values()):
+            names |= tripped
+        return [(f"{n}.solvent_lel", Reason.SOLVENT_LOAD_TRIP) for n in self._names if n in names]
 
     def _safe_state(self, state: LawState, problems: list[tuple[str, Reason]], t_s: float) -> StepResult:
         safe = self.config.safe_state.zones
@@ -348,6 +349,8 @@ class ControlLaw(_Supervisor):
         dt = 0.0 if state.t_s is None else t_s - state.t_s
         wait = self._raise_pending(state, inputs, t_s)
         dead_s = self._dead_time_s(inputs)
+        if not self._settled(state, inputs):  # the recipe still moves: the zone loads follow for a dead time after
+            state = replace(state, transition_until_s=t_s + dead_s)
         zones = []
         for z, zs in zip(self.config.zones, state.zones):
             m = inputs.zones[z.name]
@@ -359,8 +362,9 @@ class ControlLaw(_Supervisor):
             air = _pid(zs.airflow, q_target, m.airflow_m3_h, z.airflow_pid,
                        z.airflow_limits_m3_h, z.airflow_slew_m3_h_per_s, z.sample_time_s, t_s, dt)
             fresh_measured = m.fresh_air_m3_h if m.fresh_air_m3_h is not None else zs.fresh_air.command
-            fresh = _pid(zs.fresh_air, self._fresh_air_target(state, z, zs, m, t_s, dead_s), fresh_measured, z.fresh_air_pid,
-                         z.fresh_air_limits_m3_h, z.fresh_air_slew_m3_h_per_s, z.sample_time_s, t_s, dt)
+            fresh = _pid(zs.fresh_air, self._fresh_air_target(state, z, zs, m, t_s, dead_s), fresh_measured,
+                         z.fresh_air_pid, z.fresh_air_limits_m3_h, z.fresh_air_slew_m3_h_per_s, z.sample_time_s, t_s, dt,
+                         slew_down_per_s=z.fresh_air_close_slew_m3_h_per_s)
             zones.append(replace(zs, temperature=temp, airflow=air, fresh_air=fresh))
         state = replace(state, zones=tuple(zones))
         if state.speed_target_m_min is not None and state.speed_command_m_min is not None:
@@ -379,7 +383,8 @@ class ControlLaw(_Supervisor):
             target_g_m3 = self._exhaust.target_lel_fraction * float(self._exhaust.lel_g_m3(m.temperature_c))
             wanted.append(load_g_h / target_g_m3)
         plan = state.plan
-        moving = state.last_move_s is not None and t_s - state.last_move_s < dead_s
+        moving = (state.last_move_s is not None and t_s - state.last_move_s < dead_s) or (
+            state.transition_until_s is not None and t_s < state.transition_until_s)
         if plan is not None and plan.zone_fresh_air_m3_h and (moving or not wanted):
             wanted.append(plan.zone_fresh_air_m3_h[self._names.index(z.name)])
         if not wanted:

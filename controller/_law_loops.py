@@ -44,12 +44,18 @@ def _hold(ls: LoopState, value: float) -> LoopState:
 
 
 def _pid(ls: LoopState, target: float, measured: float, gains: PidGains, limits: tuple[float, float],
-         slew_per_s: float, sample_time_s: float, t_s: float, dt_s: float) -> LoopState:
-    """One update of a loop: ramp the reference, run the PID (simple-pid) if due, limit the command."""
+         slew_per_s: float, sample_time_s: float, t_s: float, dt_s: float, *,
+         slew_down_per_s: float | None = None) -> LoopState:
+    """One update of a loop: ramp the reference, run the PID (simple-pid) if due, limit the command.
+
+    ``slew_down_per_s``: a different rate limit for falling reference and command (default:
+    ``slew_per_s`` both ways).
+    """
     lo, hi = limits
     if not ls.auto:
         return ls
-    ref = ls.reference + float(np.clip(target - ls.reference, -slew_per_s * dt_s, slew_per_s * dt_s))
+    down = slew_per_s if slew_down_per_s is None else slew_down_per_s
+    ref = ls.reference + float(np.clip(target - ls.reference, -down * dt_s, slew_per_s * dt_s))
     ref = float(np.clip(ref, lo, hi))
     if ls.last_update_t_s is not None and t_s - ls.last_update_t_s < sample_time_s - 1e-9:
         return replace(ls, reference=ref)  # fixed sample time: hold the command between samples
@@ -73,8 +79,7 @@ def _pid(ls: LoopState, target: float, measured: float, gains: PidGains, limits:
     if (saturated or ramping) and not ls.bumpless:
         i_term = float(np.clip(integral, lo - ref, hi - ref))
     wanted = ref + float(np.clip(p_term + i_term + d_term, lo - ref, hi - ref))
-    step = slew_per_s * h
-    command = float(np.clip(ls.command + np.clip(wanted - ls.command, -step, step), lo, hi))
+    command = float(np.clip(ls.command + np.clip(wanted - ls.command, -down * h, slew_per_s * h), lo, hi))
     if abs(command - wanted) > 1e-9 and np.sign(error) == np.sign(wanted - command) and not ls.bumpless:
         i_term = float(np.clip(integral, lo - ref, hi - ref))  # ... and while the slew limit holds the command
     return LoopState(auto=True, reference=ref, command=command, integral=i_term, last_input=measured,

@@ -147,6 +147,7 @@ class LawState:
     last_raise_s: float | None = None
     last_move_s: float | None = None
     last_replan_s: float | None = None
+    transition_until_s: float | None = None  # the loops were still moving the recipe up to a dead time before this
     hold_reason: Reason | None = None
     model_margin: float = 0.0
     plan: PlanPrediction | None = None

@@ -271,6 +271,7 @@ class DryerConfig:
     heat_transfer_exponent: float = bounded(0.5, lo=0.0, hi=1.5)
     heat_transfer_min_w_m2k: float = bounded(5.0, gt=0.0, hi=100.0)
     bottom_side_fraction: float = bounded(0.5, lo=0.0, hi=1.0)
+    zone_air_volume_m3_per_m: float = bounded(0.8, gt=0.0, hi=100.0)
     actuators: ActuatorConfig | None = None
 
     #: keys of earlier versions and what replaced them (named in the error)

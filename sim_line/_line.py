@@ -135,8 +135,11 @@ class Line:
     -----
     The web is divided into parcels ``parcel_spacing_m`` apart; each parcel is one film
     of `sim_line._physics`, drying under the zone it is in (air temperature, heat transfer
-    from the zone's nozzle airflow, solvent partial pressure of the zone's recirculated air:
-    the solvent evaporated in the zone over the zone's exhaust / fresh-air flow).
+    from the zone's nozzle airflow, solvent partial pressure of the zone's recirculated air).
+    Each zone's air (hood and recirculation ducts, ``zone_air_volume_m3_per_m`` per metre of
+    zone) is well mixed and flushed by the zone's exhaust: its vapour relaxes towards the
+    solvent evaporated in the zone over the fresh-air flow with the time constant volume /
+    fresh air (10 s at 750 m3/h, 2.4 min at the 50 m3/h minimum).
     At construction the line is filled with coating dried under the initial recipe
     (steady state), so readings are meaningful from the first step.
 
@@ -167,6 +170,8 @@ class Line:
         self._q_act = self._q_sp.copy()
         self._f_act = self._f_sp.copy()
         self._solvent_kg_s = np.zeros(len(zones))
+        self._zone_air_m3 = cfg.dryer.zone_air_volume_m3_per_m * np.array([z.length_m for z in zones])
+        self._conc_kg_m3 = np.zeros(len(zones))  # solvent vapour in each zone's air (well mixed)
         self._speed_sp = cfg.web.speed_m_min
         self._speed = cfg.web.speed_m_min
         self._wet_um = cfg.coater.wet_thickness_um
@@ -193,6 +198,7 @@ class Line:
             zone = self._zone_index(self.position_m)
             rate = self.films.evaporation_g_m2_s * 1e-3 * self.config.simulation.parcel_spacing_m * self.config.web.width_m
             self._solvent_kg_s = np.array([rate[zone == i].sum() for i in range(len(self.zone_names))])
+            self._conc_kg_m3 = self._steady_concentration_kg_m3()
 
     def _fill_once(self) -> None:
         cfg = self.config
@@ -236,9 +242,13 @@ class Line:
         d = self.config.dryer
         return np.maximum(d.heat_transfer_min_w_m2k, d.heat_transfer_ref_w_m2k * (self._q_act / d.airflow_ref_m3_h) ** d.heat_transfer_exponent)
 
-    def _zone_concentration_kg_m3(self) -> np.ndarray:
-        """Solvent vapour in each zone's air (well mixed, steady: evaporation / exhaust flow), kg/m3."""
+    def _steady_concentration_kg_m3(self) -> np.ndarray:
+        """Solvent vapour each zone's air tends to: evaporation / exhaust flow, kg/m3."""
         return self._solvent_kg_s / np.maximum(self._f_act / 3600.0, 1e-6)
+
+    def _zone_concentration_kg_m3(self) -> np.ndarray:
+        """Solvent vapour in each zone's air (well mixed), kg/m3."""
+        return self._conc_kg_m3
 
     def _zone_vapour_pressure_pa(self) -> np.ndarray:
         conc = self._zone_concentration_kg_m3()
@@ -348,6 +358,11 @@ class Line:
         zone = self._zone_index(self.position_m)
         rate = self.films.evaporation_g_m2_s * 1e-3 * cfg.simulation.parcel_spacing_m * cfg.web.width_m
         self._solvent_kg_s = np.array([rate[zone == i].sum() for i in range(len(self.zone_names))])
+        # the zone air (hood + recirculation ducts) is a well-mixed volume flushed by the exhaust:
+        # dc/dt = (evaporation - fresh air x c) / V, integrated exactly over the step (stable at any flow)
+        steady = self._steady_concentration_kg_m3()
+        decay = np.exp(-np.maximum(self._f_act / 3600.0, 1e-6) * dt / self._zone_air_m3)
+        self._conc_kg_m3 = steady + (self._conc_kg_m3 - steady) * decay
         self.position_m = self.position_m + self._speed / 60.0 * dt
         self.t_s += dt
         self._exit_parcels()

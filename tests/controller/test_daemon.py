@@ -249,3 +249,59 @@ async def test_closed_loop_over_mqtt_stops_the_cracks_with_the_coating_dry(mosqu
     assert plant.setpoints_applied > 0 and plant.messages_rejected == 0
     assert plant.max_lag_s == 0.0 and summary.steps_skipped == 0  # lockstep: nobody lags
     assert late_during_run == 0  # while the line ran, every counted message arrived before time moved on
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_stuck_exhaust_trips_the_solvent_interlock_over_mqtt(mosquitto, line_id, topics):
+    """The virtual line with Z3's exhaust damper stuck at 60 m3/h for a minute, and the daemon, over
+    Mosquitto on one lockstep clock: the zone's vapour passes 50 % of the LEL, the daemon trips to the
+    safe state (purge: exhausts fully open, heaters down), and resumes once every zone is below 20 %."""
+    from sim_line._scenario import parse_scenario
+
+    from controller._law_supervisor import lel_g_m3
+    from controller._sim_node import LockstepClock, run_sim_line
+
+    fault_at_s, fault_s = 60.0, 60.0
+    scenario = parse_scenario({"name": "stuck-exhaust", "events": [
+        {"kind": "exhaust_fault", "at_s": fault_at_s, "duration_s": fault_s, "zone": "Z3", "max_fresh_air_m3_h": 60.0}]},
+        source="test")
+    lines = []
+    clock = LockstepClock()
+    clock.acquire()
+    cfg = daemon_config(mosquitto, line_id, surface_estimate_stale_after_s=None)  # no camera in this test
+    async with client(mosquitto, line_id, "#") as (_, inbox):
+        node = asyncio.create_task(run_sim_line(broker_url=mosquitto.url, line_id=line_id, clock=clock,
+                                                duration_s=300.0, publish_frames=False, seed=0, scenario=scenario,
+                                                on_line=lines.append))
+        await wait_until(lambda: lines, what="the line")
+        async with running(cfg, clock=clock) as run:
+            clock.release()
+            plant = await node
+            summary = await run.stop()
+        await asyncio.sleep(0.2)
+    t0 = min(m.timestamp_s for m in inbox.of(ZoneSensors))  # first reading: line time 0
+    z3 = sorted(inbox.of(ZoneSensors, zone="Z3"), key=lambda m: m.timestamp_s)
+    lel = {m.timestamp_s - t0: m.solvent_concentration_g_m3 / float(lel_g_m3(CFG, m.temperature_c)) for m in z3}
+    over = [t for t, f in sorted(lel.items()) if f >= CFG.solvent_load.trip_lel_pct / 100.0]
+    assert over and fault_at_s <= over[0] < fault_at_s + fault_s, "the stuck exhaust must push Z3 past the trip level"
+    decisions = sorted(inbox.of(Decision), key=lambda m: m.timestamp_s)
+    trips = [d for d in decisions if d.action == "safe_state" and d.reason.startswith("solvent_load_trip")]
+    assert len(trips) == 1 and "Z3" in trips[0].reason
+    trip_t = trips[0].timestamp_s - t0
+    assert over[0] <= trip_t <= over[0] + 2.0  # at the next control step after the reading
+    # the purge: every zone's exhaust fully open and its heater down, published (QoS 1, retained) at the trip
+    safe = CFG.safe_state.zones
+    at_trip = {m.zone: m for m in inbox.of(ZoneCommand) if abs(m.timestamp_s - t0 - trip_t) < 1e-6}
+    assert {z: (m.temperature_c, m.fresh_air_m3_h) for z, m in at_trip.items()} == \
+        {z: (safe[z].temperature_c, safe[z].fresh_air_m3_h) for z in ZONES}
+    # back below the target after the fault: the law resumes, the exhausts go back on the loop
+    resumes = [d for d in decisions if d.action == "resume" and d.timestamp_s - t0 > trip_t]
+    assert resumes and resumes[0].timestamp_s - t0 >= fault_at_s + fault_s and "below the target" in resumes[0].reason
+    resume_t = resumes[0].timestamp_s - t0
+    assert all(f < CFG.solvent_load.target_lel_pct / 100.0 + 1e-9 for t, f in lel.items() if resume_t - 1.5 < t < resume_t)
+    after = [m for m in inbox.of(ZoneCommand, zone="Z3") if resume_t + 30.0 < m.timestamp_s - t0 < 290.0]
+    assert after and all(m.fresh_air_m3_h < safe["Z3"].fresh_air_m3_h for m in after[-5:])
+    assert summary.messages_rejected == 0 and plant.messages_rejected == 0 and plant.setpoints_applied > 0
+    print(f"Z3 past {CFG.solvent_load.trip_lel_pct:g} % LEL at {over[0]:.0f} s (peak {100 * max(lel.values()):.0f} %), "
+          f"trip at {trip_t:.0f} s, resume at {resume_t:.0f} s; {summary.text()}")
