@@ -64,6 +64,18 @@ Structure (a cascade)
     estimates see coating that passed the critical zone before the last move, so they count
     only ``estimate_dead_time_s`` after it; if they then show a risk the model did not
     predict, the model margin grows by ``model_margin_step``.
+  - Re-planning: with each lowering move (at most every ``replan_hold_s``) the whole recipe
+    is also re-planned on the model (`_Supervisor._replan`: staged recipes, then a pattern
+    search, at most ``replan_evaluations`` recipes, fewer on a slower web); the jump is taken
+    when it beats the best local move by ``replan_min_improvement``. Every recipe is judged
+    worst case over the thickness and over +- ``temperature_uncertainty_c`` of zone air, and
+    must dry ``exit_dry_margin_m`` before the exit.
+  - Web speed (``web_speed.control``), the last resort: when cracks are predicted (worst
+    case >= ``slow_above_stress_ratio``) or seen and no recipe move helps (nor dries a wet
+    exit), the fastest slower speed whose re-planned recipe is predicted crack-free
+    (bisection over ``max_steps`` speeds); one step back up after ``raise_hold_s`` of low
+    risk; the command ramps at ``slew_m_min_per_s``; camera / CT dead times scale with
+    nominal / measured speed.
 * **Safety**: missing or stale inputs (zone solvent readings included when
   ``solvent_load.required``) -> the configured safe state (no prediction, no guess), with a
   decision naming the inputs. Interlock: a zone's measured vapour at or above

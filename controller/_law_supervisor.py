@@ -2,41 +2,31 @@
 
 `_Supervisor` is a mixin of `controller._law.ControlLaw` (see the "Supervisor" section of
 that module's docstring); it reads ``config``, ``predictor``, ``_names``, ``_nominal_t`` and
-``_nominal_q`` set by `ControlLaw.__init__`.
+``_nominal_q`` set by `ControlLaw.__init__`. Whole-recipe re-planning and the web speed are
+in `controller._law_replan`, the judged recipes and the decision texts in
+`controller._law_judged`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from ._config import ControllerConfig
-from ._law_inputs import ExhaustControl, F, Inputs, LineConditions, PlanPrediction, Predictor, lel_g_m3_at
+from ._law_inputs import ExhaustControl, F, Inputs, LineConditions, PlanPrediction, Predictor
+from ._law_judged import _change_text, _changes, _concat, _index, _Judged, _risk_text, _take, lel_g_m3
+from ._law_replan import _Replanner
 from ._law_state import Action, Decision, LawState, Reason
 
 __all__ = ["lel_g_m3"]
 
 
-@dataclass(frozen=True)
-class _Judged:
-    """Candidate recipes judged by the model (worst case over thickness variants), arrays (K,)."""
-
-    temperature_c: F  # (K, Z)
-    airflow_m3_h: F
-    ratio: F
-    residual: F
-    dry_gap_m: F  # dryer exit - where the coating is dry (worst case); -1: not dry before the exit
-    surface_cif: F
-    lel: F  # highest zone solvent vapour / lower explosive limit with the exhaust loop (worst case)
-    plans: tuple[PlanPrediction, ...] = field(repr=False)
-
-
-class _Supervisor:
+class _Supervisor(_Replanner):
     """Supervisor methods of `controller._law.ControlLaw` (a mixin; no state of its own)."""
 
     config: ControllerConfig
@@ -327,12 +317,10 @@ class _Supervisor:
         if kind == "unload":
             ok = wanted(judged)
             if not ok.any():
-                moved = self._speed_move(state, cond, t_s, decisions, reason, notes, down=True)
-                if moved is not None:
-                    return moved
-                return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
-                                  f"solvent load above the exhaust's reach ({_risk_text(plan)}) and no move lowers it "
-                                  f"while keeping the exit dry and the crack risk no higher; consider a slower line")
+                return self._last_resort(state, cond, t_s, decisions, reason, notes,
+                                         f"solvent load above the exhaust's reach ({_risk_text(plan)}) and no move "
+                                         f"lowers it while keeping the exit dry and the crack risk no higher; "
+                                         f"consider a slower line")
             if (ok & loadable).any():  # back within the exhaust's reach: the lowest crack risk of those
                 idx = np.flatnonzero(ok & loadable)
                 pick = int(idx[np.argmin(obj[idx])])
@@ -345,12 +333,10 @@ class _Supervisor:
             pick = int(np.flatnonzero(ok)[np.argmin(obj[ok])]) if ok.any() else int(np.argmin(
                 np.where(loadable, wetness, np.inf) if loadable.any() else wetness))
             if wetness[pick] >= self._wetness(current)[0] - 1e-9:
-                moved = self._speed_move(state, cond, t_s, decisions, reason, notes, down=True)
-                if moved is not None:
-                    return moved
-                return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
-                                  f"the coating would leave wet ({plan.exit_residual_solvent_g_m2:.2f} g/m2) or dry "
-                                  f"less than {sup.exit_dry_margin_m:g} m before the exit, and no move dries it earlier")
+                return self._last_resort(state, cond, t_s, decisions, reason, notes,
+                                         f"the coating would leave wet ({plan.exit_residual_solvent_g_m2:.2f} g/m2) or "
+                                         f"dry less than {sup.exit_dry_margin_m:g} m before the exit, and no move dries "
+                                         f"it earlier")
         elif kind == "lower":
             ok = wanted(judged)
             if len(temps) > n_local:  # a jump to the re-planned recipe must be worth its transient
@@ -358,13 +344,10 @@ class _Supervisor:
                 ref = float(obj[:n_local][local].min()) if local.any() else now
                 ok[n_local:] &= obj[n_local:] <= ref - sup.replan_min_improvement
             if not ok.any():
-                moved = self._speed_move(state, cond, t_s, decisions, reason, notes, down=True)
-                if moved is not None:
-                    return moved
-                return self._hold(state, t_s, decisions, Reason.NO_FEASIBLE_MOVE,
-                                  f"crack risk ({_risk_text(plan)}) but no move in {self._names[focus]} or elsewhere "
-                                  f"lowers it while keeping the exit dry and the solvent load within the exhaust's "
-                                  f"reach; consider a slower line")
+                return self._last_resort(state, cond, t_s, decisions, reason, notes,
+                                         f"crack risk ({_risk_text(plan)}) but no move in {self._names[focus]} or "
+                                         f"elsewhere lowers it while keeping the exit dry and the solvent load within "
+                                         f"the exhaust's reach; consider a slower line")
             pick = int(np.flatnonzero(ok)[np.argmin(obj[ok])])
         else:
             if sup.target_surface_cif == 0:
@@ -400,93 +383,6 @@ class _Supervisor:
         elif kind == "raise":
             state = replace(state, last_raise_s=t_s, risk_low_since_s=t_s)
         return state
-
-    def _speed_move(self, state: LawState, cond: LineConditions, t_s: float, decisions: list[Decision], reason: Reason,
-                    notes: list[str], *, down: bool) -> LawState | None:
-        """The last resort: a slower web (``down``) or, with the risk low, one step back up, each with a
-        recipe re-planned for that speed. None: speed not controlled, at its limit, or nothing predicted safe."""
-        ws, sup = self.config.web_speed, self.config.supervisor
-        current = state.speed_target_m_min
-        if not ws.control or current is None or sup.replan_evaluations == 0:
-            return None
-        plan = state.plan
-        if down and reason not in _OBSERVED and plan is not None and (
-                plan.peak_stress_ratio + state.model_margin < ws.slow_above_stress_ratio
-                if sup.target_surface_cif == 0 else plan.surface_cif <= sup.target_surface_cif + 2 * sup.cif_band):
-            return None  # a margin short, not cracks predicted (nor seen): not worth the throughput
-        lo, hi = ws.limits_m_min
-        if down:
-            speeds = sorted({round(max(lo, current * (1.0 - ws.step_fraction) ** n), 6) for n in range(1, ws.max_steps + 1)}
-                            - {round(current, 6)}, reverse=True)
-        else:
-            speeds = [min(ws.nominal_m_min, hi, current / (1.0 - ws.step_fraction))]
-        speeds = [v for v in speeds if (v < current - 1e-9 if down else v > current + 1e-9)]
-        if not speeds:
-            return None
-        t0 = np.array([zs.target_temperature_c for zs in state.zones])
-        q0 = np.array([zs.target_airflow_m3_h for zs in state.zones])
-        exit_limit = sup.exit_residual_solvent_limit_g_m2 - sup.exit_residual_margin_g_m2
-        free, margin = self._free_mask(state), state.model_margin
-        evaluated = 0
-        results: dict[int, tuple[float, F, F, _Judged, bool, bool]] = {}
-
-        def plan_at(i: int) -> tuple[float, F, F, _Judged, bool, bool]:
-            """(speed, temperatures, airflows, judged, usable, safe) of the recipe re-planned for speeds[i]."""
-            nonlocal evaluated
-            if i not in results:
-                v = speeds[i]  # the exhausts' own load at that speed: no measured concentrations
-                rt, rq, rj, n = self._replan(replace(cond, web_speed_m_min=v, solvent_concentration_g_m3=None),
-                                             t0, q0, free, exit_limit)
-                evaluated += n
-                usable = bool(self._dry(rj, exit_limit)[0] and rj.lel[0] <= self._lel_limit())
-                if sup.target_surface_cif == 0:
-                    safe = bool(rj.ratio[0] + margin < (sup.stress_ratio_up if down else sup.stress_ratio_down))
-                else:
-                    safe = bool(abs(rj.surface_cif[0] - sup.target_surface_cif) <= sup.cif_band)
-                results[i] = (v, rt[0], rq[0], rj, usable, safe)
-            return results[i]
-
-        # the fastest speed whose re-planned recipe is usable and safe: slower is safer, so bisect
-        # (speeds run fastest first; ~log2(len) re-plans instead of one per speed)
-        good = lambda i: plan_at(i)[4] and plan_at(i)[5]  # noqa: E731
-        pick = fallback = None
-        last = len(speeds) - 1
-        if good(last):
-            lo_i, hi_i = -1, last  # speeds[hi_i] is good; find the first good index
-            while hi_i - lo_i > 1:
-                mid_i = (lo_i + hi_i) // 2
-                if good(mid_i):
-                    hi_i = mid_i
-                else:
-                    lo_i = mid_i
-            v, rt0, rq0, rj0, _, _ = plan_at(hi_i)
-            pick = (v, rt0, rq0, rj0)
-        elif plan_at(last)[4]:
-            v, rt0, rq0, rj0, _, _ = plan_at(last)
-            fallback = (v, rt0, rq0, rj0)
-        if pick is None:
-            plan = state.plan
-            now = plan.peak_stress_ratio if plan is not None else math.inf
-            if not (down and fallback is not None and float(self._objective(fallback[3])[0]) < now - sup.min_improvement):
-                return None
-            pick = fallback  # not safe yet, but the slowest usable speed lowers the risk
-        v, new_t, new_q, j = pick
-        after = j.plans[0]
-        changes = (("line", "web_speed_m_min", float(current), float(v)),) + _changes(self._names, t0, q0, new_t, new_q)
-        zones = tuple(replace(zs, target_temperature_c=float(new_t[i]), target_airflow_m3_h=float(new_q[i]))
-                      for i, zs in enumerate(state.zones))
-        what = ("no recipe keeps the coating crack-free, dry and within the exhausts' reach at this speed: slowed the "
-                "line" if down else "risk low for the hold time: raised the line speed towards the nominal")
-        text = (f"{what}: " + ", ".join(_change_text(c) for c in changes)
-                + f" (recipe re-planned for the new speed, {evaluated} recipes judged); before: "
-                + (_risk_text(state.plan) if state.plan is not None else "-") + f"; predicted after: {_risk_text(after)}"
-                + "".join(f"; {n}" for n in notes))
-        decisions.append(Decision(t_s, Action.SLOW_LINE if down else Action.RAISE_SPEED, reason, text, changes=changes,
-                                  stress_ratio=after.peak_stress_ratio, exit_residual_g_m2=after.exit_residual_solvent_g_m2,
-                                  critical_point_m=after.critical_point_m))
-        state = replace(state, zones=zones, plan=after, speed_target_m_min=float(v), last_speed_s=t_s, last_move_s=t_s,
-                        last_replan_s=t_s, hold_reason=None)
-        return replace(state, last_lower_s=t_s) if down else replace(state, last_raise_s=t_s, risk_low_since_s=t_s)
 
     def _hold(self, state: LawState, t_s: float, decisions: list[Decision], reason: Reason, text: str) -> LawState:
         if state.hold_reason is not reason:
@@ -545,94 +441,6 @@ class _Supervisor:
                 moves.append((np.where(slow, n_warm * st, n_hot * st), np.where(slow, down**n_slow, up**n_fast)))
         return self._collect(t0, q0, free, moves)
 
-    def _replan(self, cond: LineConditions, t0: F, q0: F, free: NDArray[np.bool_],
-                exit_limit: float) -> tuple[F, F, _Judged, int]:
-        """Re-plan the whole recipe on the model: staged recipes, then a pattern search from the best.
-
-        The staged recipes follow the electrode-drying practice (fast while the film shrinks,
-        slow around the critical point, fast again): zones before a slow stage hot with much
-        air, the slow stage at moderate temperature and little air, the zones after it
-        warmer; levels are fixed fractions of the zones' limits. The best of them (or the
-        current targets, if better) starts a pattern search (every zone's temperature and
-        airflow one step up / down, alone and together, neighbouring temperatures shifted;
-        steps halve when nothing improves) of at most ``replan_evaluations`` recipes in all (scaled by
-        the web speed over the nominal one: the model's cost grows with the time in the dryer).
-        Merit: the objective plus penalties for a wet exit and a load beyond the exhaust.
-        Loops in manual keep their values. Deterministic (no random numbers).
-
-        Returns
-        -------
-        temperature_c, airflow_m3_h : ndarray, shape (1, Z)
-            The re-planned recipe.
-        judged : _Judged
-        evaluations : int
-            Recipes judged (each over the thickness variants).
-        """
-        sup, nz = self.config.supervisor, len(self._names)
-        t_lo = np.array([z.temperature_limits_c[0] for z in self.config.zones])
-        t_hi = np.array([z.temperature_limits_c[1] for z in self.config.zones])
-        q_lo = np.array([z.airflow_limits_m3_h[0] for z in self.config.zones])
-        q_hi = np.array([z.airflow_limits_m3_h[1] for z in self.config.zones])
-        span = t_hi - t_lo
-
-        def fix(t: F, q: F) -> tuple[F, F]:  # bounds, and manual loops keep their values
-            t = np.where(free[:, 0], np.clip(t, t_lo, t_hi), t0)
-            q = np.where(free[:, 1], np.clip(q, q_lo, q_hi), q0)
-            return t, q
-
-        def merit(j: _Judged) -> F:
-            return (self._objective(j) + 5.0 * np.maximum(j.residual - exit_limit, 0.0)
-                    + 0.05 * np.maximum(sup.exit_dry_margin_m - j.dry_gap_m, 0.0)
-                    + 5.0 * np.maximum(j.lel - self._lel_limit(), 0.0))
-
-        temps, flows = [t0], [q0]
-        z = np.arange(nz)
-        for b1 in range(nz):
-            for b2 in range(b1 + 1, nz + 1):
-                for f_fast, f_qfast, f_slow, d_after, f_qafter in product(
-                        (0.6, 0.8, 1.0), (0.5, 1.0), (0.52, 0.62, 0.71, 0.81), (0.0, 0.2), (0.0, 0.5)):
-                    slow_t = t_lo + f_slow * span
-                    t = np.where(z < b1, t_lo + f_fast * span, np.where(z < b2, slow_t, slow_t + d_after * span))
-                    q = np.where(z < b1, f_qfast * q_hi, np.where(z < b2, q_lo, np.maximum(f_qafter * q_hi, q_lo)))
-                    t, q = fix(t, q)
-                    temps.append(t)
-                    flows.append(q)
-        grid_t, grid_q = np.array(temps), np.array(flows)
-        # the model's cost grows with the time the coating spends in the dryer: on a slower web fewer recipes
-        # (about the same CPU time); the staged grid is thinned evenly to leave a third for the pattern search
-        budget = max(60, int(sup.replan_evaluations * min(1.0, cond.web_speed_m_min / self.config.web_speed.nominal_m_min)))
-        if len(grid_t) > budget * 2 // 3:
-            keep = np.unique(np.linspace(0, len(grid_t) - 1, budget * 2 // 3).round().astype(int))
-            grid_t, grid_q = np.concatenate([grid_t[:1], grid_t[keep]]), np.concatenate([grid_q[:1], grid_q[keep]])
-        judged = self._judge(cond, grid_t, grid_q)
-        used = len(grid_t)
-        m = merit(judged)
-        k = int(np.argmin(m))
-        best_t, best_q, best_m, best_j = grid_t[k], grid_q[k], float(m[k]), _take(judged, k)
-        step_t, step_q = sup.temperature_step_c * 1.6, 0.3  # C, natural log of the airflow
-        while step_t >= sup.temperature_step_c / 8.0:
-            moves = []
-            for i in range(nz):
-                one = z == i
-                for dt_, dq in product((-step_t, 0.0, step_t), (-step_q, 0.0, step_q)):
-                    if dt_ or dq:
-                        moves.append(fix(best_t + np.where(one, dt_, 0.0), best_q * np.exp(np.where(one, dq, 0.0))))
-                if i + 1 < nz:
-                    pair = np.where(one, 1.0, 0.0) - np.where(z == i + 1, 1.0, 0.0)
-                    moves += [fix(best_t + step_t * pair, best_q), fix(best_t - step_t * pair, best_q)]
-            if used + len(moves) > budget:
-                break
-            mt, mq = np.array([c[0] for c in moves]), np.array([c[1] for c in moves])
-            j = self._judge(cond, mt, mq)
-            used += len(moves)
-            m = merit(j)
-            k = int(np.argmin(m))
-            if m[k] < best_m - 1e-4:
-                best_t, best_q, best_m, best_j = mt[k], mq[k], float(m[k]), _take(j, k)
-            else:
-                step_t, step_q = step_t / 2.0, step_q / 2.0
-        return best_t[None, :], best_q[None, :], best_j, used
-
     def _drying(self, t0: F, q0: F, k: int, free: NDArray[np.bool_]) -> list[tuple[F, F]]:
         sup, nz = self.config.supervisor, len(self._names)
         st, up = sup.temperature_step_c, 1.0 / (1.0 - sup.airflow_step_fraction)
@@ -658,55 +466,3 @@ class _Supervisor:
                 q[j] = min(q0[j] * f, self._nominal_q[j]) if self._nominal_q[j] > q0[j] else max(q0[j] / f, self._nominal_q[j])
                 out.append((t0.copy(), q))
         return out
-
-
-def lel_g_m3(config: ControllerConfig, temperature_c: ArrayLike) -> F:
-    """Lower explosive limit of the solvent vapour in air at ``temperature_c``, g/m3 (ideal gas, 1 atm)."""
-    sl = config.solvent_load
-    return lel_g_m3_at(sl.lel_vol_pct, sl.molar_mass_g_mol, temperature_c)
-
-
-#: reasons that mean cracks seen by the camera (onset declared, crack intensity above target), not a precursor
-_OBSERVED = frozenset({Reason.SURFACE_ONSET, Reason.SURFACE_CIF})
-
-
-def _concat(a: _Judged, b: _Judged) -> _Judged:
-    return _Judged(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
-                     ("temperature_c", "airflow_m3_h", "ratio", "residual", "dry_gap_m", "surface_cif", "lel")),
-                   a.plans + b.plans)
-
-
-def _take(j: _Judged, i: int) -> _Judged:
-    sl = slice(i, i + 1)
-    return _Judged(j.temperature_c[sl], j.airflow_m3_h[sl], j.ratio[sl], j.residual[sl], j.dry_gap_m[sl], j.surface_cif[sl],
-                   j.lel[sl], j.plans[sl])
-
-
-def _index(names: Sequence[str], name: str | None) -> int | None:
-    return names.index(name) if name in names else None
-
-
-def _changes(names: Sequence[str], t0: F, q0: F, t1: F, q1: F) -> tuple[tuple[str, str, float, float], ...]:
-    out = []
-    for i, n in enumerate(names):
-        if not math.isclose(t0[i], t1[i]):
-            out.append((n, "temperature_c", float(t0[i]), float(t1[i])))
-        if not math.isclose(q0[i], q1[i]):
-            out.append((n, "airflow_m3_h", float(q0[i]), float(q1[i])))
-    return tuple(out)
-
-
-def _change_text(c: tuple[str, str, float, float]) -> str:
-    zone, var, a, b = c
-    name, unit = {"temperature_c": ("temperature", "C"), "airflow_m3_h": ("airflow", "m3/h"),
-                  "web_speed_m_min": ("speed", "m/min")}[var]
-    return f"{zone} {name} {a:.4g} -> {b:.4g} {unit}"
-
-
-def _risk_text(p: PlanPrediction) -> str:
-    where = f"front enters the pores at {p.critical_point_m:.2f} m" if math.isfinite(p.critical_point_m) else "front not in the pores before the exit"
-    air = f", zone air up to {100 * p.solvent_lel_fraction:.0f} % LEL" if p.solvent_lel_fraction > 0 else ""
-    if p.zone_fresh_air_m3_h:
-        air += f" with exhausts up to {max(p.zone_fresh_air_m3_h):.0f} m3/h"
-    return (f"peak stress {p.peak_stress_ratio:.3f} x cracking stress in {p.peak_zone or '-'}, {where}, "
-            f"exit residual {p.exit_residual_solvent_g_m2:.2f} g/m2{air}")

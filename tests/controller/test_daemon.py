@@ -257,10 +257,9 @@ async def test_stuck_exhaust_trips_the_solvent_interlock_over_mqtt(mosquitto, li
     """The virtual line with Z3's exhaust damper stuck at 60 m3/h for a minute, and the daemon, over
     Mosquitto on one lockstep clock: the zone's vapour passes 50 % of the LEL, the daemon trips to the
     safe state (purge: exhausts fully open, heaters down), and resumes once every zone is below 20 %."""
-    from sim_line._scenario import parse_scenario
-
     from controller._law_supervisor import lel_g_m3
     from controller._sim_node import LockstepClock, run_sim_line
+    from sim_line._scenario import parse_scenario
 
     fault_at_s, fault_s = 60.0, 60.0
     scenario = parse_scenario({"name": "stuck-exhaust", "events": [

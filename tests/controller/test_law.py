@@ -193,8 +193,8 @@ BASE_YAML = (CFG.predictor.line_config.parent / "controller.yaml").read_text()
     ("    fresh_air_limits_m3_h: [50.0, 1500.0]", "    fresh_air_limits_m3_h: [0.0, 1500.0]",
      r"zones\[0\]\.fresh_air_limits_m3_h: expected a positive low limit \(the exhaust never closes\), found 0.0"),
     ("  trip_lel_pct: 50.0", "  trip_lel_pct: 22.0",
-     r"solvent_load\.plan_limit_lel_pct: expected target_lel_pct \(20.0\) <= plan_limit_lel_pct < trip_lel_pct "
-     r"\(22.0\), found 25.0"),
+     (r"solvent_load\.plan_limit_lel_pct: expected target_lel_pct \(20.0\) <= plan_limit_lel_pct < trip_lel_pct "
+      r"\(22.0\), found 25.0")),
     ("  port: 1883", "  port: 99999", r"mqtt\.port: expected a number <= 65535, found 99999"),
     ("  stale_after_s: 10.0", "  stale_after_s: -1", r"safe_state\.stale_after_s: expected a number > 0.0, found -1"),
 ])
@@ -546,7 +546,7 @@ def test_decisions_frame_from_objects(tmp_path):
 
 
 # ====================================================================== solvent load
-from controller._law_supervisor import lel_g_m3  # noqa: E402
+from controller._law_supervisor import lel_g_m3
 
 
 def lel_fraction(plant):
@@ -676,7 +676,7 @@ def test_web_speed_is_the_last_resort_and_comes_back():
     off = ControlLaw(dataclasses.replace(cfg, web_speed=dataclasses.replace(ws, control=False)),
                      FakePredictor(ratio=1.05, ratio_per_m_min=0.1, **flat))
     plant2 = FakePlant()
-    s2, _, res2 = run(off, plant2, off.initial_state(plant2.inputs(0.0)), 0.0, 30)
+    _, _, res2 = run(off, plant2, off.initial_state(plant2.inputs(0.0)), 0.0, 30)
     assert not decisions(res2, Action.SLOW_LINE) and all(r.web_speed_m_min is None for r in res2)
     assert any(d.action is Action.HOLD and "slower line" in d.text for d in decisions(res2))
 
