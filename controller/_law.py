@@ -75,7 +75,9 @@ Structure (a cascade)
     exit), the fastest slower speed whose re-planned recipe is predicted crack-free
     (bisection over ``max_steps`` speeds); one step back up after ``raise_hold_s`` of low
     risk; the command ramps at ``slew_m_min_per_s``; camera / CT dead times scale with
-    nominal / measured speed.
+    nominal / measured speed. Sequencing: slowing down, the web slows first and lowered
+    loops keep their reference until it has; speeding up, the recipe's loops reach their
+    targets first and the web follows.
 * **Safety**: missing or stale inputs (zone solvent readings included when
   ``solvent_load.required``) -> the configured safe state (no prediction, no guess), with a
   decision naming the inputs. Interlock: a zone's measured vapour at or above
@@ -359,14 +361,15 @@ class ControlLaw(_Supervisor):
         if state.mode is Mode.SAFE:
             return state
         dt = 0.0 if state.t_s is None else t_s - state.t_s
-        wait = self._raise_pending(state, inputs, t_s)
+        # dry-first sequencing: a lowered loop keeps its reference while raises elsewhere take effect, and
+        # while the web still slows down (a gentle recipe on a fast web would leave the coating wet)
+        wait = self._raise_pending(state, inputs, t_s) or self._slowing(state, inputs) is True
         dead_s = self._dead_time_s(inputs)
         if not self._settled(state, inputs):  # the recipe still moves: the zone loads follow for a dead time after
             state = replace(state, transition_until_s=t_s + dead_s)
         zones = []
         for z, zs in zip(self.config.zones, state.zones):
             m = inputs.zones[z.name]
-            # dry-first sequencing: a lowered loop keeps its reference while raises elsewhere take effect
             t_target = max(zs.target_temperature_c, zs.temperature.reference) if wait else zs.target_temperature_c
             q_target = max(zs.target_airflow_m3_h, zs.airflow.reference) if wait else zs.target_airflow_m3_h
             temp = _pid(zs.temperature, t_target, m.temperature_c, z.temperature_pid,
@@ -381,7 +384,8 @@ class ControlLaw(_Supervisor):
         state = replace(state, zones=tuple(zones))
         if state.speed_target_m_min is not None and state.speed_command_m_min is not None:
             step = self.config.web_speed.slew_m_min_per_s * dt
-            cmd = state.speed_command_m_min + float(np.clip(state.speed_target_m_min - state.speed_command_m_min, -step, step))
+            up = step if self._settled(state, inputs, speed=False) and not wait else 0.0  # faster once the recipe is there
+            cmd = state.speed_command_m_min + float(np.clip(state.speed_target_m_min - state.speed_command_m_min, -step, up))
             state = replace(state, speed_command_m_min=cmd)
         return state
 

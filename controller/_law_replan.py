@@ -145,7 +145,8 @@ class _Replanner:
         current targets, if better) starts a pattern search (every zone's temperature and
         airflow one step up / down, alone and together, neighbouring temperatures shifted;
         steps halve when nothing improves) of at most ``replan_evaluations`` recipes in all (scaled by
-        the web speed over the nominal one: the model's cost grows with the time in the dryer).
+        the web speed over the nominal one, down to a third: the model's cost grows with the time in
+        the dryer).
         Merit: the objective plus penalties for a wet exit and a load beyond the exhaust.
         Loops in manual keep their values. Deterministic (no random numbers).
 
@@ -189,7 +190,8 @@ class _Replanner:
         grid_t, grid_q = np.array(temps), np.array(flows)
         # the model's cost grows with the time the coating spends in the dryer: on a slower web fewer recipes
         # (about the same CPU time); the staged grid is thinned evenly to leave a third for the pattern search
-        budget = max(60, int(sup.replan_evaluations * min(1.0, cond.web_speed_m_min / self.config.web_speed.nominal_m_min)))
+        # (a third of them at least: below that the staged grid gets too thin to find the slow recipes)
+        budget = int(sup.replan_evaluations * max(1.0 / 3.0, min(1.0, cond.web_speed_m_min / self.config.web_speed.nominal_m_min)))
         if len(grid_t) > budget * 2 // 3:
             keep = np.unique(np.linspace(0, len(grid_t) - 1, budget * 2 // 3).round().astype(int))
             grid_t, grid_q = np.concatenate([grid_t[:1], grid_t[keep]]), np.concatenate([grid_q[:1], grid_q[keep]])

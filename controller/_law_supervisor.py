@@ -215,12 +215,11 @@ class _Supervisor(_Replanner):
         """Planning limit of the zone vapour, fraction of the LEL (with a rounding tolerance)."""
         return self.config.solvent_load.plan_limit_lel_pct / 100.0 + 1e-6
 
-    def _settled(self, state: LawState, inputs: Inputs) -> bool:
+    def _settled(self, state: LawState, inputs: Inputs, *, speed: bool = True) -> bool:
         """True when every auto loop's reference reached its target and the measurement its reference
-        (and the web its target speed)."""
+        (and, with ``speed``, the web its target speed)."""
         sup = self.config.supervisor
-        if state.speed_target_m_min is not None and inputs.web_speed_m_min is not None and \
-                abs(inputs.web_speed_m_min.value - state.speed_target_m_min) > 0.02 * state.speed_target_m_min:
+        if speed and self._slowing(state, inputs) is not None:
             return False
         for z, zs in zip(self.config.zones, state.zones):
             m = inputs.zones[z.name]
@@ -231,6 +230,20 @@ class _Supervisor(_Replanner):
                 if ls.auto and (abs(ls.reference - target) > tol or abs(value - ls.reference) > tol):
                     return False
         return True
+
+    def _slowing(self, state: LawState, inputs: Inputs) -> bool | None:
+        """True while the web slows down to its target speed, False while it speeds up, None when it is there
+        (or the speed is not controlled)."""
+        target = state.speed_target_m_min
+        if target is None:
+            return None
+        speeds = [v for v in (state.speed_command_m_min,
+                              inputs.web_speed_m_min.value if inputs.web_speed_m_min is not None else None) if v is not None]
+        if any(v > target * 1.02 for v in speeds):
+            return True
+        if any(v < target / 1.02 for v in speeds):
+            return False
+        return None
 
     def _observed_risk(self, inputs: Inputs, t_s: float) -> tuple[bool, bool, Reason | None]:
         sup = self.config.supervisor

@@ -681,6 +681,31 @@ def test_web_speed_is_the_last_resort_and_comes_back():
     assert any(d.action is Action.HOLD and "slower line" in d.text for d in decisions(res2))
 
 
+def test_speed_and_recipe_are_sequenced_dry_first():
+    """Slowing down, the web slows first and lowered loops keep their reference until it has (a gentle
+    recipe on a still-fast web leaves the coating wet: seen at 5 -> 1 m/min, 1.56 g/m2 at the exit);
+    speeding up, the raised loops reach their targets first and the web follows."""
+    law, plant = ControlLaw(config(period_s=1e9), FakePredictor(ratio=0.5)), FakePlant()
+    state, t, _ = run(law, plant, law.initial_state(plant.inputs(0.0)), 0.0, 30)
+    lowered = tuple(dataclasses.replace(zs, target_temperature_c=zs.target_temperature_c - 20.0) for zs in state.zones)
+    state = dataclasses.replace(state, zones=lowered, speed_target_m_min=2.0, last_move_s=t)
+    state, t, res = run(law, plant, state, t, 60)
+    speeds = [r.web_speed_m_min for r in res]
+    z3 = [r.state.zones[2].temperature.reference for r in res]
+    ramp_end = next(i for i, v in enumerate(speeds) if v <= 2.0 + 1e-9)
+    assert ramp_end == pytest.approx(1.0 / CFG.web_speed.slew_m_min_per_s, abs=1.0)  # 3 -> 2 m/min at 0.05 m/min/s
+    assert min(z3[:ramp_end - 1]) >= NOM_T[2] - 1e-9  # held while the web still slows
+    assert z3[-1] < NOM_T[2] - 5.0  # then on its way down
+    # speeding up: the web waits while the raised loops ramp, then follows
+    raised = tuple(dataclasses.replace(zs, target_temperature_c=zs.target_temperature_c + 20.0) for zs in state.zones)
+    state = dataclasses.replace(state, zones=raised, speed_target_m_min=3.0, last_move_s=t)
+    state, t, res = run(law, plant, state, t, 240)
+    speeds = [r.web_speed_m_min for r in res]
+    first_up = next(i for i, v in enumerate(speeds) if v > 2.0 + 1e-9)
+    assert first_up >= 30  # the heaters need ~40 s for 20 C at 0.5 C/s: the web does not speed up before
+    assert speeds[-1] == pytest.approx(3.0)
+
+
 def test_a_short_margin_does_not_cost_throughput():
     # predicted 0.98: above stress_ratio_up (a margin short) but below slow_above_stress_ratio: no slow-down
     flat = {"ratio_per_c": (0.0,) * 4, "ratio_per_m3_h": (0.0,) * 4}
