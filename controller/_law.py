@@ -15,7 +15,8 @@ Structure (a cascade)
   integration: the integral is clamped to the output limits (simple-pid) and not integrated
   while the output is saturated in the error's direction, while the slew limit holds the
   command or while the reference ramps; derivative on measurement; bumpless auto/manual
-  transfer (``Inputs.manual``) and bumpless restart after the safe state. The state of each
+  transfer (``Inputs.manual``) and a restart after the safe state from the measured zone air
+  (bumpless for the plant: a short sensor dropout does not cool the dryer for minutes). The state of each
   loop (integral, last input, P/I/D terms) lives in the immutable `LoopState`; a simple-pid
   `PID` is rebuilt from it at every sample.
 * **Solvent load** (every zone sample): a third loop per zone drives the zone's exhaust
@@ -117,7 +118,7 @@ from ._law_inputs import (
     _finite,
     lel_g_m3_at,
 )
-from ._law_loops import LoopState, _hold, _pid, _restart
+from ._law_loops import LoopState, _hold, _pid, _restart, _resume
 from ._law_replay import decisions_frame, inputs_from_row, write_decisions_csv
 from ._law_state import DECISION_COLUMNS, Action, Decision, LawState, Mode, Reason, Setpoint, StepResult, ZoneState
 from ._law_supervisor import _Supervisor
@@ -232,9 +233,13 @@ class ControlLaw(_Supervisor):
         decisions: list[Decision] = []
         if state.mode is Mode.SAFE:
             tripped = any(n.endswith(".solvent_lel") for n in state.safe_inputs)
-            state = replace(state, mode=Mode.AUTO, safe_inputs=(), risk_low_since_s=None, zones=tuple(
-                replace(zs, temperature=_restart(zs.temperature), airflow=_restart(zs.airflow),
-                        fresh_air=_restart(zs.fresh_air)) for zs in state.zones))
+            zones = []
+            for z, zs in zip(self.config.zones, state.zones):
+                m = inputs.zones[z.name]
+                zones.append(replace(zs, temperature=_resume(zs.temperature, m.temperature_c, z.temperature_limits_c),
+                                     airflow=_resume(zs.airflow, m.airflow_m3_h, z.airflow_limits_m3_h),
+                                     fresh_air=_resume(zs.fresh_air, m.fresh_air_m3_h, z.fresh_air_limits_m3_h)))
+            state = replace(state, mode=Mode.AUTO, safe_inputs=(), risk_low_since_s=None, zones=tuple(zones))
             text = ("every zone's solvent vapour below the target again" if tripped else "all inputs fresh again")
             decisions.append(Decision(t_s, Action.RESUME, Reason.INPUTS_RESTORED,
                                       f"{text}: leaving the safe state, ramping back to the plan"))

@@ -37,6 +37,16 @@ def _restart(ls: LoopState) -> LoopState:
     return replace(ls, reference=ls.command, integral=0.0, last_input=None, last_update_t_s=None, bumpless=True)
 
 
+def _resume(ls: LoopState, measured: float | None, limits: tuple[float, float]) -> LoopState:
+    """Leave the safe state bumplessly for the plant: restart from the measured value (within the limits),
+    not from the safe output (the heaters would otherwise ramp up from the safe temperature at their
+    slew limit and cool a still-hot zone for minutes after a short sensor dropout)."""
+    if measured is None:
+        return _restart(ls)
+    v = float(np.clip(measured, *limits))
+    return replace(_restart(ls), reference=v, command=v)
+
+
 def _hold(ls: LoopState, value: float) -> LoopState:
     """Safe state: the command jumps to ``value``; the loop restarts from it later."""
     return replace(ls, command=value, reference=value, integral=0.0, last_input=None, last_update_t_s=None,

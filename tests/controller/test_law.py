@@ -342,10 +342,14 @@ def test_stale_sensor_drives_the_safe_state_within_the_configured_time():
     calls = law.predictor.calls
     state, t, res = run(law, plant, res.state, t + 2.0, 30, stamp=frozen)
     assert not decisions(res) and state.mode is Mode.SAFE and law.predictor.calls == calls
-    # inputs back: resume bumplessly from the safe outputs
+    # inputs back: resume bumplessly for the plant, from the measured zone air (which the 60 s heater lag
+    # kept well above the safe 40 C): no ramp up from the safe output that would cool the zone for minutes
+    z3_air, z3_flow = plant.t[2], plant.q[2]
+    assert z3_air > SAFE.zones["Z3"].temperature_c + 20.0
     state, t, res = run(law, plant, state, t, 5)
     assert [d.action for d in decisions(res)] == [Action.RESUME]
-    assert res[0].setpoints["Z3"].temperature_c == pytest.approx(SAFE.zones["Z3"].temperature_c, abs=0.5 + 1e-9)
+    assert res[0].setpoints["Z3"].temperature_c == pytest.approx(z3_air, abs=CFG.zones[2].temperature_slew_c_per_s + 1.0)
+    assert res[0].setpoints["Z3"].airflow_m3_h == pytest.approx(z3_flow, abs=CFG.zones[2].airflow_slew_m3_h_per_s + 1.0)
 
 
 def test_missing_zone_and_surface_estimate_are_named():
