@@ -63,8 +63,10 @@ Structure (a cascade)
     exit; while a raised loop is still ramping, lowered loops keep their reference
     (dry-first sequencing, so that transitions do not leave the coating wet). Camera / CT
     estimates see coating that passed the critical zone before the last move, so they count
-    only ``estimate_dead_time_s`` after it; if they then show a risk the model did not
-    predict, the model margin grows by ``model_margin_step``.
+    only ``estimate_dead_time_s`` after it and after the zones reached the moved recipe (at
+    most two dead times after the move): coating dried during a transition says nothing
+    about the recipe; if they then show a risk the model did not predict, the model margin
+    grows by ``model_margin_step``.
   - Re-planning: with each lowering move (at most every ``replan_hold_s``) the whole recipe
     is also re-planned on the model (`_Supervisor._replan`: staged recipes, then a pattern
     search, at most ``replan_evaluations`` recipes, fewer on a slower web); the jump is taken
@@ -77,8 +79,10 @@ Structure (a cascade)
     (bisection over ``max_steps`` speeds); one step back up after ``raise_hold_s`` of low
     risk; the command ramps at ``slew_m_min_per_s``; camera / CT dead times scale with
     nominal / measured speed. Sequencing: slowing down, the web slows first and lowered
-    loops keep their reference until it has; speeding up, the recipe's loops reach their
-    targets first and the web follows.
+    loops keep their reference until it has, unless the model predicts the old recipe on the
+    slower web cracks and the new recipe on the current web does not (then the recipe goes
+    first and the web follows, a dead time after the move at most); speeding up, the
+    recipe's loops reach their targets first and the web follows.
 * **Safety**: missing or stale inputs (zone solvent readings included when
   ``solvent_load.required``) -> the configured safe state (no prediction, no guess), with a
   decision naming the inputs. Interlock: a zone's measured vapour at or above
@@ -368,7 +372,8 @@ class ControlLaw(_Supervisor):
         dt = 0.0 if state.t_s is None else t_s - state.t_s
         # dry-first sequencing: a lowered loop keeps its reference while raises elsewhere take effect, and
         # while the web still slows down (a gentle recipe on a fast web would leave the coating wet)
-        wait = self._raise_pending(state, inputs, t_s) or self._slowing(state, inputs) is True
+        wait = self._raise_pending(state, inputs, t_s) or (self._slowing(state, inputs) is True
+                                                          and not state.recipe_first)
         dead_s = self._dead_time_s(inputs)
         if not self._settled(state, inputs):  # the recipe still moves: the zone loads follow for a dead time after
             state = replace(state, transition_until_s=t_s + dead_s)
@@ -389,8 +394,12 @@ class ControlLaw(_Supervisor):
         state = replace(state, zones=tuple(zones))
         if state.speed_target_m_min is not None and state.speed_command_m_min is not None:
             step = self.config.web_speed.slew_m_min_per_s * dt
-            up = step if self._settled(state, inputs, speed=False) and not wait else 0.0  # faster once the recipe is there
-            cmd = state.speed_command_m_min + float(np.clip(state.speed_target_m_min - state.speed_command_m_min, -step, up))
+            recipe_there = self._settled(state, inputs, speed=False)
+            up = step if recipe_there and not wait else 0.0  # faster once the recipe is there
+            # slower: at once, or (recipe first) once the recipe is there, a dead time after the move at most
+            down = 0.0 if (state.recipe_first and not recipe_there and state.last_speed_s is not None
+                           and t_s - state.last_speed_s < dead_s) else step
+            cmd = state.speed_command_m_min + float(np.clip(state.speed_target_m_min - state.speed_command_m_min, -down, up))
             state = replace(state, speed_command_m_min=cmd)
         return state
 

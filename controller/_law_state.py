@@ -154,6 +154,7 @@ class LawState:
     speed_target_m_min: float | None = None  # web speed the supervisor wants (None: speed not controlled)
     speed_command_m_min: float | None = None  # the ramped web speed set-point
     last_speed_s: float | None = None
+    recipe_first: bool = False  # slowing down: the loops reach the re-planned recipe before the web slows
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ class _Supervisor(_Replanner):
         # -- risk: what the camera / CT see (they see coating that passed the critical zone earlier)
         obs_high, obs_low, obs_reason = self._observed_risk(inputs, t_s)
         dead_s = self._dead_time_s(inputs)
-        seen = state.last_move_s is None or t_s - state.last_move_s >= dead_s
+        seen = self._seen(state, t_s, dead_s)
         obs_effective = obs_high and seen
         notes = []
         if obs_effective and not pred_high and margin < sup.model_margin_max:
@@ -210,6 +210,17 @@ class _Supervisor(_Replanner):
         speed = inputs.web_speed_m_min.value if inputs.web_speed_m_min is not None else ws.nominal_m_min
         return sup.estimate_dead_time_s * max(1.0, ws.nominal_m_min / max(speed, 1e-3)) if ws.control \
             else sup.estimate_dead_time_s
+
+    @staticmethod
+    def _seen(state: LawState, t_s: float, dead_s: float) -> bool:
+        """True when the camera / CT see coating dried on the current recipe: a dead time after the last move
+        and after the zones reached it (``transition_until_s``), at most two dead times after the move (a zone
+        that cannot reach its target, a heater fault, must not blind the supervisor)."""
+        if state.last_move_s is None:
+            return True
+        since = t_s - state.last_move_s
+        settled = state.transition_until_s is None or t_s >= state.transition_until_s
+        return since >= dead_s and (settled or since >= 2.0 * dead_s)
 
     def _lel_limit(self) -> float:
         """Planning limit of the zone vapour, fraction of the LEL (with a rounding tolerance)."""

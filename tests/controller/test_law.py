@@ -382,6 +382,32 @@ def test_invalid_measurements_and_time_are_rejected():
 
 
 # ====================================================================== supervisor
+def test_camera_risk_counts_a_dead_time_after_the_zones_reached_the_move():
+    """Coating dried while the loops still moved says nothing about the recipe (seen on the virtual
+    line: cracks from a speed change, seen after the dead time, raised the model margin and slowed
+    the line a second time); a zone that never gets there blinds the camera two dead times at most."""
+    dead_s = SUP.estimate_dead_time_s
+    law, plant = ControlLaw(FAKE_CFG, FakePredictor(ratio=0.8)), FakePlant()
+    state, t, _ = run(law, plant, law.initial_state(plant.inputs(0.0)), 0.0, 30)
+    z3 = dataclasses.replace(state.zones[2], target_temperature_c=state.zones[2].target_temperature_c + 20.0)
+    state = dataclasses.replace(state, zones=state.zones[:2] + (z3,) + state.zones[3:], last_move_s=t)
+    moved = t  # a move (Z3 20 C warmer: predicted 0.88, dry), then the camera reports an onset throughout
+    state, t, res = run(law, plant, state, t, dead_s + 60.0, onset=True)
+    # 20 C at 0.5 C/s and a 60 s heater lag: the zones are there ~3 min after the move
+    assert res[-1].state.transition_until_s > t
+    assert all(r.state.model_margin == 0.0 for r in res) and not decisions(res, Action.LOWER)
+    state, t, res = run(law, plant, state, t, 240.0, onset=True)
+    first = next(d for d in decisions(res) if d.reason is Reason.SURFACE_ONSET)
+    assert res[-1].state.model_margin > 0.0
+    assert first.t_s >= moved + dead_s + 60.0
+    # the static rule: a dead time after the move and after the transition, two dead times at most
+    s0 = dataclasses.replace(state, last_move_s=0.0, transition_until_s=300.0)
+    assert not law._seen(s0, 200.0, dead_s) and law._seen(s0, 300.0, dead_s)
+    s1 = dataclasses.replace(s0, transition_until_s=1e9)  # a zone that never reaches its target
+    assert not law._seen(s1, 2 * dead_s - 1.0, dead_s) and law._seen(s1, 2 * dead_s, dead_s)
+    assert law._seen(dataclasses.replace(s0, last_move_s=None), 0.0, dead_s)
+
+
 def test_predicted_risk_lowers_the_critical_zone_with_a_reason():
     fake = FakePredictor(ratio=1.05)
     law, plant = ControlLaw(FAKE_CFG, fake), FakePlant()
@@ -708,6 +734,50 @@ def test_speed_and_recipe_are_sequenced_dry_first():
     first_up = next(i for i, v in enumerate(speeds) if v > 2.0 + 1e-9)
     assert first_up >= 30  # the heaters need ~40 s for 20 C at 0.5 C/s: the web does not speed up before
     assert speeds[-1] == pytest.approx(3.0)
+
+
+def test_slowing_down_recipe_first_when_the_old_recipe_cracks_on_the_slower_web():
+    """The order of a slow-down follows the model's view of the state in between: the old recipe on
+    the slower web (seen on the virtual line: the critical point moves upstream into a zone set for a
+    faster web and cracks there) against the new recipe on the current web (may leave it wet)."""
+    sup = CFG.supervisor
+    exit_limit = sup.exit_residual_solvent_limit_g_m2 - sup.exit_residual_margin_g_m2
+    t0, q0 = NOM_T.astype(float), NOM_Q.astype(float)
+    t1 = t0 - np.array([0.0, 0.0, 20.0, 0.0])  # the re-planned recipe: Z3 20 C cooler
+
+    def order(**fake):
+        law, plant = ControlLaw(CFG, FakePredictor(**fake)), FakePlant()
+        cond = law._conditions(plant.inputs(0.0))
+        return law._slowing_order(cond, 3.0, 2.0, t0, q0, t1, q0, exit_limit, 0.0)
+
+    dry = {"residual_per_c": (0.0,) * 4}  # both dry
+    # the stress ratio rises on a slower web: 0.9 + 0.1 + 2 C x 0.005 /C (worst case) >= 0.97 -> recipe first
+    first, text = order(ratio=0.9, ratio_per_m_min=-0.1, **dry)
+    assert first and "recipe first" in text and "old recipe on the slower web peak stress 1.010" in text
+    # it falls on a slower web: web first (the dry-first default)
+    first, text = order(ratio=0.9, ratio_per_m_min=0.1, **dry)
+    assert not first and "the web first" in text
+    # the old recipe cracks on the slower web, but the new one on the current web leaves it wet
+    # (-0.5 + 22 C x 0.05 g/m2/C = 0.6 g/m2, not dry before the exit): web first (a slower web dries)
+    first, text = order(ratio=0.9, ratio_per_m_min=-0.1, residual=-0.5, residual_per_c=(0.0, 0.0, 0.05, 0.0))
+    assert not first and "exit residual 0.60 g/m2)" in text
+
+
+def test_recipe_first_the_web_waits_for_the_recipe():
+    law, plant = ControlLaw(config(period_s=1e9), FakePredictor(ratio=0.5)), FakePlant()
+    state, t, _ = run(law, plant, law.initial_state(plant.inputs(0.0)), 0.0, 30)
+    lowered = tuple(dataclasses.replace(zs, target_temperature_c=zs.target_temperature_c - 20.0) for zs in state.zones)
+    state = dataclasses.replace(state, zones=lowered, speed_target_m_min=2.0, last_move_s=t, last_speed_s=t,
+                                recipe_first=True)
+    state, t, res = run(law, plant, state, t, 300)
+    speeds = [r.web_speed_m_min for r in res]
+    z3 = [r.state.zones[2].temperature.reference for r in res]
+    first_down = next(i for i, v in enumerate(speeds) if v < 3.0 - 1e-9)
+    assert z3[first_down - 1] <= NOM_T[2] - 20.0 + 1e-9  # the lowered loops went first, at once ...
+    # ... and the web follows once the zone air is within 2 C (heater lag 60 s: ~40 s ramp + ~2.3 lags),
+    # a dead time (180 s at 3 m/min) after the move at most
+    assert 100 <= first_down <= 181
+    assert speeds[-1] == pytest.approx(2.0)
 
 
 def test_a_short_margin_does_not_cost_throughput():
