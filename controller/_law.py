@@ -78,11 +78,14 @@ Structure (a cascade)
     exit), the fastest slower speed whose re-planned recipe is predicted crack-free
     (bisection over ``max_steps`` speeds); one step back up after ``raise_hold_s`` of low
     risk; the command ramps at ``slew_m_min_per_s``; camera / CT dead times scale with
-    nominal / measured speed. Sequencing: slowing down, the web slows first and lowered
-    loops keep their reference until it has, unless the model predicts the old recipe on the
-    slower web cracks and the new recipe on the current web does not (then the recipe goes
-    first and the web follows, a dead time after the move at most); speeding up, the
-    recipe's loops reach their targets first and the web follows.
+    nominal / measured speed. Sequencing: slowing down, the states in between are judged
+    (`_Replanner._slowing_order`): the web first (lowered loops keep their reference until
+    it has) when the old recipe on the slower web is predicted crack-free and dry, else the
+    recipe first when the new recipe on the current web is, else both together when the
+    model predicts their intermediate states safe (the web follows the measured progress of
+    the zone air, `_progress`), else the web first; recipe-first and together last a dead
+    time after the move at most. Speeding up, the recipe's loops reach their targets first
+    and the web follows.
 * **Safety**: missing or stale inputs (zone solvent readings included when
   ``solvent_load.required``) -> the configured safe state (no prediction, no guess), with a
   decision naming the inputs. Interlock: a zone's measured vapour at or above
@@ -124,7 +127,8 @@ from ._law_inputs import (
 )
 from ._law_loops import LoopState, _hold, _pid, _restart, _resume
 from ._law_replay import decisions_frame, inputs_from_row, write_decisions_csv
-from ._law_state import DECISION_COLUMNS, Action, Decision, LawState, Mode, Reason, Setpoint, StepResult, ZoneState
+from ._law_state import (DECISION_COLUMNS, Action, Decision, LawState, Mode, Reason, Setpoint, SlowDown, StepResult,
+                         ZoneState)
 from ._law_supervisor import _Supervisor
 
 __all__ = [
@@ -371,10 +375,13 @@ class ControlLaw(_Supervisor):
             return state
         dt = 0.0 if state.t_s is None else t_s - state.t_s
         # dry-first sequencing: a lowered loop keeps its reference while raises elsewhere take effect, and
-        # while the web still slows down (a gentle recipe on a fast web would leave the coating wet)
-        wait = self._raise_pending(state, inputs, t_s) or (self._slowing(state, inputs) is True
-                                                          and not state.recipe_first)
+        # while the web still slows down (a gentle recipe on a fast web would leave the coating wet) unless
+        # the slow-down was planned recipe first or together
         dead_s = self._dead_time_s(inputs)
+        sd = state.slow_down
+        paced = sd is not None and sd.order != "web" and state.last_speed_s is not None \
+            and t_s - state.last_speed_s < dead_s
+        wait = self._raise_pending(state, inputs, t_s) or (self._slowing(state, inputs) is True and not paced)
         if not self._settled(state, inputs):  # the recipe still moves: the zone loads follow for a dead time after
             state = replace(state, transition_until_s=t_s + dead_s)
         zones = []
@@ -396,12 +403,30 @@ class ControlLaw(_Supervisor):
             step = self.config.web_speed.slew_m_min_per_s * dt
             recipe_there = self._settled(state, inputs, speed=False)
             up = step if recipe_there and not wait else 0.0  # faster once the recipe is there
-            # slower: at once, or (recipe first) once the recipe is there, a dead time after the move at most
-            down = 0.0 if (state.recipe_first and not recipe_there and state.last_speed_s is not None
-                           and t_s - state.last_speed_s < dead_s) else step
-            cmd = state.speed_command_m_min + float(np.clip(state.speed_target_m_min - state.speed_command_m_min, -down, up))
+            goal = state.speed_target_m_min
+            if paced and not recipe_there and sd is not None and goal < state.speed_command_m_min:
+                # slower: recipe first, the web waits; together, the web follows the zone air's progress
+                done = self._progress(state, inputs, sd) if sd.order == "together" else 0.0
+                goal = max(goal, sd.from_speed_m_min + done * (goal - sd.from_speed_m_min))
+            cmd = state.speed_command_m_min + float(np.clip(goal - state.speed_command_m_min, -step, up))
             state = replace(state, speed_command_m_min=cmd)
         return state
+
+    def _progress(self, state: LawState, inputs: Inputs, sd: SlowDown) -> float:
+        """How far the zone air got from where a slow-down started to its new targets, 0..1 (the slowest loop;
+        loops that move less than their settle tolerance do not count)."""
+        sup = self.config.supervisor
+        done = 1.0
+        for i, (z, zs) in enumerate(zip(self.config.zones, state.zones)):
+            m = inputs.zones[z.name]
+            for start, target, value, tol in (
+                (sd.from_temperature_c[i], zs.target_temperature_c, m.temperature_c, sup.settle_tolerance_c),
+                (sd.from_airflow_m3_h[i], zs.target_airflow_m3_h, m.airflow_m3_h,
+                 sup.settle_tolerance_fraction * max(zs.target_airflow_m3_h, 1.0)),
+            ):
+                if abs(target - start) > tol:
+                    done = min(done, float(np.clip((value - start) / (target - start), 0.0, 1.0)))
+        return done
 
     def _fresh_air_target(self, state: LawState, z: ZoneConfig, zs: ZoneState, m: ZoneMeasurement, t_s: float,
                           dead_s: float) -> float:

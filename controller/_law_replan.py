@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from ._config import ControllerConfig
 from ._law_inputs import F, LineConditions
 from ._law_judged import _OBSERVED, _change_text, _changes, _Judged, _risk_text, _take
-from ._law_state import Action, Decision, LawState, Reason
+from ._law_state import Action, Decision, LawState, Reason, SlowDown
 
 __all__: list[str] = []
 
@@ -118,51 +118,64 @@ class _Replanner:
             pick = fallback  # not safe yet, but the slowest usable speed lowers the risk
         v, new_t, new_q, j = pick
         after = j.plans[0]
-        recipe_first, order = (self._slowing_order(cond, cond.web_speed_m_min, v, t0, q0, new_t, new_q, exit_limit, margin)
-                               if down else (False, ""))
+        slow_down, order = (self._slowing_order(cond, v, t0, q0, new_t, new_q, exit_limit, margin)
+                            if down else (None, ""))
         changes = (("line", "web_speed_m_min", float(current), float(v)),) + _changes(self._names, t0, q0, new_t, new_q)
         zones = tuple(replace(zs, target_temperature_c=float(new_t[i]), target_airflow_m3_h=float(new_q[i]))
                       for i, zs in enumerate(state.zones))
         what = ("no recipe keeps the coating crack-free, dry and within the exhausts' reach at this speed: slowed the "
                 "line" if down else "risk low for the hold time: raised the line speed towards the nominal")
         text = (f"{what}: " + ", ".join(_change_text(c) for c in changes)
-                + f" (recipe re-planned for the new speed, {evaluated} recipes judged{order}); before: "
+                + f" (recipe re-planned for the new speed, {evaluated} recipes judged){order}; before: "
                 + (_risk_text(state.plan) if state.plan is not None else "-") + f"; predicted after: {_risk_text(after)}"
                 + "".join(f"; {n}" for n in notes))
         decisions.append(Decision(t_s, Action.SLOW_LINE if down else Action.RAISE_SPEED, reason, text, changes=changes,
                                   stress_ratio=after.peak_stress_ratio, exit_residual_g_m2=after.exit_residual_solvent_g_m2,
                                   critical_point_m=after.critical_point_m))
         state = replace(state, zones=zones, plan=after, speed_target_m_min=float(v), last_speed_s=t_s, last_move_s=t_s,
-                        last_replan_s=t_s, hold_reason=None, recipe_first=recipe_first)
+                        last_replan_s=t_s, hold_reason=None, slow_down=slow_down)
         return replace(state, last_lower_s=t_s) if down else replace(state, last_raise_s=t_s, risk_low_since_s=t_s)
 
-    def _slowing_order(self, cond: LineConditions, speed_now: float, speed_new: float, t0: F, q0: F, t1: F, q1: F,
-                       exit_limit: float, margin: float) -> tuple[bool, str]:
-        """Which goes first when the web slows down: ``(recipe_first, text)``.
+    def _slowing_order(self, cond: LineConditions, speed_new: float, t0: F, q0: F, t1: F, q1: F,
+                       exit_limit: float, margin: float) -> tuple[SlowDown, str]:
+        """How the web and the re-planned recipe go when the web slows down: ``(SlowDown, text)``.
 
-        The coating in the dryer meanwhile sees one of two intermediate states: the old recipe on
-        the slower web (web first; the critical point moves upstream, into zones set for a faster
-        web, and can crack there) or the new recipe on the faster web (recipe first; a gentler
-        recipe can leave it wet). Both are judged on the model like any recipe; web first when
-        its state is predicted crack-free and dry, else recipe first when that state is, else the
-        dry one with the lower stress ratio (web first when neither is dry: a slower web dries).
+        The coating in the dryer meanwhile sees states in between, each judged on the model
+        like any recipe: the old recipe on the slower web (web first: the critical point moves
+        upstream, into zones set for a faster web, and can crack there), the new recipe on the
+        current web (recipe first: a gentler recipe can leave it wet), or speed and recipe
+        moving together (at a quarter, half and three quarters of the way; recipe airflows
+        interpolated geometrically). Web first when its state is predicted crack-free and dry,
+        else recipe first when that one is, else together when all its states are, else web
+        first (a slower web dries).
         """
         sup = self.config.supervisor
         free_cond = replace(cond, solvent_concentration_g_m3=None)
-        web = self._judge(replace(free_cond, web_speed_m_min=speed_new), t0[None], q0[None])
-        rec = self._judge(replace(free_cond, web_speed_m_min=speed_now), t1[None], q1[None])
-        dry_w, dry_r = bool(self._dry(web, exit_limit)[0]), bool(self._dry(rec, exit_limit)[0])
-        ow, orr = float(self._objective(web)[0]), float(self._objective(rec)[0])
+        v0 = cond.web_speed_m_min
         limit = sup.stress_ratio_up - margin if sup.target_surface_cif == 0 else sup.cif_band
-        if dry_w and ow < limit:
-            first = False
-        elif dry_r and orr < limit:
-            first = True
+
+        def ok(j: _Judged) -> NDArray[np.bool_]:
+            return self._dry(j, exit_limit) & (self._objective(j) < limit)
+
+        web = self._judge(replace(free_cond, web_speed_m_min=speed_new), t0[None], q0[None])
+        rec = self._judge(replace(free_cond, web_speed_m_min=v0), t1[None], q1[None])
+        fractions = (0.25, 0.5, 0.75)
+        mid = [self._judge(replace(free_cond, web_speed_m_min=v0 + a * (speed_new - v0)), (t0 + a * (t1 - t0))[None],
+                           (q0 * (q1 / q0) ** a)[None]) for a in fractions]
+        if ok(web)[0]:
+            order, what = "web", "the web first, then the recipe"
+        elif ok(rec)[0]:
+            order, what = "recipe", "recipe first, then the web"
+        elif all(ok(j)[0] for j in mid):
+            order, what = "together", "web and recipe together (the web follows the zone air)"
         else:
-            first = dry_r and (not dry_w or orr < ow)
-        what = "; recipe first, then the web" if first else "; the web first, then the recipe"
-        return first, (f"{what} (in between: old recipe on the slower web {_risk_text(web.plans[0])}; new recipe on "
-                       f"the current web {_risk_text(rec.plans[0])})")
+            order, what = "web", "the web first, then the recipe (no order predicted safe)"
+        worst = max(mid, key=lambda j: float(self._objective(j)[0]))
+        text = (f"; {what}; in between: old recipe on the slower web {_risk_text(web.plans[0])}; new recipe on the "
+                f"current web {_risk_text(rec.plans[0])}; together, worst {_risk_text(worst.plans[0])}")
+        slow = SlowDown(order, float(v0), tuple(float(x) for x in cond.temperature_c),
+                        tuple(float(x) for x in cond.airflow_m3_h))
+        return slow, text
 
     def _replan(self, cond: LineConditions, t0: F, q0: F, free: NDArray[np.bool_],
                 exit_limit: float) -> tuple[F, F, _Judged, int]:

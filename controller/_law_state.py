@@ -21,6 +21,7 @@ __all__ = [
     "Mode",
     "Reason",
     "Setpoint",
+    "SlowDown",
     "StepResult",
     "ZoneState",
 ]
@@ -132,6 +133,23 @@ class ZoneState:
 
 
 @dataclass(frozen=True)
+class SlowDown:
+    """How a slow-down sequences the web and the re-planned recipe.
+
+    ``order``: ``"web"`` (the web slows first, lowered loops wait), ``"recipe"`` (the loops
+    first, the web once they are there) or ``"together"`` (the web follows the measured
+    progress of the zone air from ``from_temperature_c`` / ``from_airflow_m3_h`` to the new
+    targets, from ``from_speed_m_min``). ``"recipe"`` and ``"together"`` last a dead time
+    after the move at most; then the web slews freely.
+    """
+
+    order: str
+    from_speed_m_min: float
+    from_temperature_c: tuple[float, ...]
+    from_airflow_m3_h: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class LawState:
     """Immutable state of the control law (everything `step` needs besides its inputs)."""
 
@@ -154,7 +172,7 @@ class LawState:
     speed_target_m_min: float | None = None  # web speed the supervisor wants (None: speed not controlled)
     speed_command_m_min: float | None = None  # the ramped web speed set-point
     last_speed_s: float | None = None
-    recipe_first: bool = False  # slowing down: the loops reach the re-planned recipe before the web slows
+    slow_down: SlowDown | None = None  # how the last slow-down sequences the web and the recipe
 
 
 @dataclass(frozen=True)

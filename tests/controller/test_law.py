@@ -33,6 +33,7 @@ from controller._law import (
     replay,
     write_decisions_csv,
 )
+from controller._law_state import SlowDown
 
 CFG = load_controller_config()
 NAMES = CFG.zone_names
@@ -736,10 +737,11 @@ def test_speed_and_recipe_are_sequenced_dry_first():
     assert speeds[-1] == pytest.approx(3.0)
 
 
-def test_slowing_down_recipe_first_when_the_old_recipe_cracks_on_the_slower_web():
-    """The order of a slow-down follows the model's view of the state in between: the old recipe on
+def test_slowing_down_order_follows_the_states_in_between():
+    """The order of a slow-down follows the model's view of the states in between: the old recipe on
     the slower web (seen on the virtual line: the critical point moves upstream into a zone set for a
-    faster web and cracks there) against the new recipe on the current web (may leave it wet)."""
+    faster web and cracks there), the new recipe on the current web (may leave it wet), and both
+    moving together."""
     sup = CFG.supervisor
     exit_limit = sup.exit_residual_solvent_limit_g_m2 - sup.exit_residual_margin_g_m2
     t0, q0 = NOM_T.astype(float), NOM_Q.astype(float)
@@ -748,35 +750,70 @@ def test_slowing_down_recipe_first_when_the_old_recipe_cracks_on_the_slower_web(
     def order(**fake):
         law, plant = ControlLaw(CFG, FakePredictor(**fake)), FakePlant()
         cond = law._conditions(plant.inputs(0.0))
-        return law._slowing_order(cond, 3.0, 2.0, t0, q0, t1, q0, exit_limit, 0.0)
+        slow, text = law._slowing_order(cond, 2.0, t0, q0, t1, q0, exit_limit, 0.0)
+        assert slow.from_speed_m_min == 3.0 and slow.from_temperature_c == tuple(plant.t)
+        return slow.order, text
 
-    dry = {"residual_per_c": (0.0,) * 4}  # both dry
+    dry = {"residual_per_c": (0.0,) * 4}  # every state dry
     # the stress ratio rises on a slower web: 0.9 + 0.1 + 2 C x 0.005 /C (worst case) >= 0.97 -> recipe first
     first, text = order(ratio=0.9, ratio_per_m_min=-0.1, **dry)
-    assert first and "recipe first" in text and "old recipe on the slower web peak stress 1.010" in text
+    assert first == "recipe" and "old recipe on the slower web peak stress 1.010" in text
     # it falls on a slower web: web first (the dry-first default)
     first, text = order(ratio=0.9, ratio_per_m_min=0.1, **dry)
-    assert not first and "the web first" in text
-    # the old recipe cracks on the slower web, but the new one on the current web leaves it wet
-    # (-0.5 + 22 C x 0.05 g/m2/C = 0.6 g/m2, not dry before the exit): web first (a slower web dries)
+    assert first == "web" and "the web first, then the recipe;" in text
+    # the new recipe leaves the current web wet (-1 + 20 C x 0.05 + 0.1 (2 C worst case) = 0.1 g/m2, not dry
+    # before the exit); a quarter, half, three quarters of the way: ratio 0.915-0.925, residual 0 -> together
+    first, text = order(ratio=0.9, ratio_per_m_min=-0.1, residual=-1.0, residual_per_c=(0.0, 0.0, 0.05, 0.0))
+    assert first == "together" and "exit residual 0.10 g/m2;" in text
+    # wetter: half way is wet too (-0.5 + 0.5 + 0.1) -> no order safe: web first (a slower web dries)
     first, text = order(ratio=0.9, ratio_per_m_min=-0.1, residual=-0.5, residual_per_c=(0.0, 0.0, 0.05, 0.0))
-    assert not first and "exit residual 0.60 g/m2)" in text
+    assert first == "web" and "no order predicted safe" in text
+
+
+def _slow_down(order, law, plant, seconds):
+    """Z3 20 C lower and the web 3 -> 2 m/min, sequenced by ``order``; returns (speeds, Z3 measured)."""
+    state, t, _ = run(law, plant, law.initial_state(plant.inputs(0.0)), 0.0, 30)
+    z3 = dataclasses.replace(state.zones[2], target_temperature_c=state.zones[2].target_temperature_c - 20.0)
+    slow = SlowDown(order, 3.0, tuple(plant.t), tuple(plant.q))
+    state = dataclasses.replace(state, zones=state.zones[:2] + (z3,) + state.zones[3:], speed_target_m_min=2.0,
+                                last_move_s=t, last_speed_s=t, slow_down=slow)
+    _, _, res = run(law, plant, state, t, seconds)
+    return [r.web_speed_m_min for r in res], [r.state.zones[2].temperature.reference for r in res]
 
 
 def test_recipe_first_the_web_waits_for_the_recipe():
     law, plant = ControlLaw(config(period_s=1e9), FakePredictor(ratio=0.5)), FakePlant()
-    state, t, _ = run(law, plant, law.initial_state(plant.inputs(0.0)), 0.0, 30)
-    lowered = tuple(dataclasses.replace(zs, target_temperature_c=zs.target_temperature_c - 20.0) for zs in state.zones)
-    state = dataclasses.replace(state, zones=lowered, speed_target_m_min=2.0, last_move_s=t, last_speed_s=t,
-                                recipe_first=True)
-    state, t, res = run(law, plant, state, t, 300)
-    speeds = [r.web_speed_m_min for r in res]
-    z3 = [r.state.zones[2].temperature.reference for r in res]
+    speeds, z3 = _slow_down("recipe", law, plant, 300)
     first_down = next(i for i, v in enumerate(speeds) if v < 3.0 - 1e-9)
-    assert z3[first_down - 1] <= NOM_T[2] - 20.0 + 1e-9  # the lowered loops went first, at once ...
+    assert z3[first_down - 1] <= NOM_T[2] - 20.0 + 1e-9  # the lowered loop went first, at once ...
     # ... and the web follows once the zone air is within 2 C (heater lag 60 s: ~40 s ramp + ~2.3 lags),
     # a dead time (180 s at 3 m/min) after the move at most
     assert 100 <= first_down <= 181
+    assert speeds[-1] == pytest.approx(2.0)
+
+
+def test_together_the_web_follows_the_zone_air():
+    law, plant = ControlLaw(config(period_s=1e9), FakePredictor(ratio=0.5)), FakePlant()
+    t_start = plant.t[2]
+    measured = []
+    orig = plant.apply
+
+    def apply(*a, **k):  # record Z3's measured air after every step
+        orig(*a, **k)
+        measured.append(plant.t[2])
+    plant.apply = apply
+    speeds, z3 = _slow_down("together", law, plant, 300)
+    measured = measured[-len(speeds):]
+    assert z3[0] < t_start  # the lowered loop moves at once (no dry-first hold)
+    # the speed command tracks 3 - progress (one step late, slew 0.05 m/min/s), progress = how far Z3 got,
+    # until Z3 is within the settle tolerance (2 C) of its target; then the web slews to 2 m/min
+    tracked = 0
+    for i in range(5, len(speeds)):
+        progress = float(np.clip((measured[i - 1] - t_start) / -20.0, 0.0, 1.0))
+        if progress < 0.9 - 1e-6:
+            assert speeds[i] == pytest.approx(3.0 - progress, abs=0.06)
+            tracked += 1
+    assert tracked >= 60
     assert speeds[-1] == pytest.approx(2.0)
 
 
