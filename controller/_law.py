@@ -415,17 +415,11 @@ class ControlLaw(_Supervisor):
     def _progress(self, state: LawState, inputs: Inputs, sd: SlowDown) -> float:
         """How far the zone air got from where a slow-down started to its new targets, 0..1 (the slowest loop;
         loops that move less than their settle tolerance do not count)."""
-        sup = self.config.supervisor
         done = 1.0
-        for i, (z, zs) in enumerate(zip(self.config.zones, state.zones)):
-            m = inputs.zones[z.name]
-            for start, target, value, tol in (
-                (sd.from_temperature_c[i], zs.target_temperature_c, m.temperature_c, sup.settle_tolerance_c),
-                (sd.from_airflow_m3_h[i], zs.target_airflow_m3_h, m.airflow_m3_h,
-                 sup.settle_tolerance_fraction * max(zs.target_airflow_m3_h, 1.0)),
-            ):
-                if abs(target - start) > tol:
-                    done = min(done, float(np.clip((value - start) / (target - start), 0.0, 1.0)))
+        for i, kind, _, target, value, tol in self._recipe_loops(state, inputs):
+            start = (sd.from_temperature_c, sd.from_airflow_m3_h)[kind][i]
+            if abs(target - start) > tol:
+                done = min(done, float(np.clip((value - start) / (target - start), 0.0, 1.0)))
         return done
 
     def _fresh_air_target(self, state: LawState, z: ZoneConfig, zs: ZoneState, m: ZoneMeasurement, t_s: float,
@@ -448,18 +442,10 @@ class ControlLaw(_Supervisor):
 
     def _raise_pending(self, state: LawState, inputs: Inputs, t_s: float) -> bool:
         """True while a loop still ramps up to a raised target (bounded by the dead time after a move)."""
-        sup = self.config.supervisor
         if state.last_move_s is None or t_s - state.last_move_s >= self._dead_time_s(inputs):
             return False
-        for z, zs in zip(self.config.zones, state.zones):
-            m = inputs.zones[z.name]
-            for ls, target, value, tol in (
-                (zs.temperature, zs.target_temperature_c, m.temperature_c, sup.settle_tolerance_c),
-                (zs.airflow, zs.target_airflow_m3_h, m.airflow_m3_h, sup.settle_tolerance_fraction * max(zs.target_airflow_m3_h, 1.0)),
-            ):
-                if ls.auto and target > ls.reference - tol and (target > ls.reference + 1e-9 or value < ls.reference - tol):
-                    return True
-        return False
+        return any(ls.auto and target > ls.reference - tol and (target > ls.reference + 1e-9 or value < ls.reference - tol)
+                   for _, _, ls, target, value, tol in self._recipe_loops(state, inputs))
 
     def _setpoints(self, state: LawState) -> dict[str, Setpoint]:
         return {n: Setpoint(zs.temperature.command, zs.airflow.command, zs.fresh_air.command)

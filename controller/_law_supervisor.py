@@ -10,7 +10,7 @@ in `controller._law_replan`, the judged recipes and the decision texts in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from itertools import product
 
@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from ._config import ControllerConfig
 from ._law_inputs import ExhaustControl, F, Inputs, LineConditions, PlanPrediction, Predictor
 from ._law_judged import _change_text, _changes, _concat, _index, _Judged, _risk_text, _take, lel_g_m3
+from ._law_loops import LoopState
 from ._law_replan import _Replanner
 from ._law_state import Action, Decision, LawState, Reason
 
@@ -226,21 +227,23 @@ class _Supervisor(_Replanner):
         """Planning limit of the zone vapour, fraction of the LEL (with a rounding tolerance)."""
         return self.config.solvent_load.plan_limit_lel_pct / 100.0 + 1e-6
 
+    def _recipe_loops(self, state: LawState, inputs: Inputs) -> Iterator[tuple[int, int, LoopState, float, float, float]]:
+        """Every zone's temperature (kind 0) and airflow (kind 1) loop: ``(zone index, kind, loop state,
+        supervisor target, measured value, settle tolerance)``."""
+        sup = self.config.supervisor
+        for i, (z, zs) in enumerate(zip(self.config.zones, state.zones)):
+            m = inputs.zones[z.name]
+            yield i, 0, zs.temperature, zs.target_temperature_c, m.temperature_c, sup.settle_tolerance_c
+            yield (i, 1, zs.airflow, zs.target_airflow_m3_h, m.airflow_m3_h,
+                   sup.settle_tolerance_fraction * max(zs.target_airflow_m3_h, 1.0))
+
     def _settled(self, state: LawState, inputs: Inputs, *, speed: bool = True) -> bool:
         """True when every auto loop's reference reached its target and the measurement its reference
         (and, with ``speed``, the web its target speed)."""
-        sup = self.config.supervisor
         if speed and self._slowing(state, inputs) is not None:
             return False
-        for z, zs in zip(self.config.zones, state.zones):
-            m = inputs.zones[z.name]
-            for ls, target, value, tol in (
-                (zs.temperature, zs.target_temperature_c, m.temperature_c, sup.settle_tolerance_c),
-                (zs.airflow, zs.target_airflow_m3_h, m.airflow_m3_h, sup.settle_tolerance_fraction * max(zs.target_airflow_m3_h, 1.0)),
-            ):
-                if ls.auto and (abs(ls.reference - target) > tol or abs(value - ls.reference) > tol):
-                    return False
-        return True
+        return not any(ls.auto and (abs(ls.reference - target) > tol or abs(value - ls.reference) > tol)
+                       for _, _, ls, target, value, tol in self._recipe_loops(state, inputs))
 
     def _slowing(self, state: LawState, inputs: Inputs) -> bool | None:
         """True while the web slows down to its target speed, False while it speeds up, None when it is there
