@@ -19,7 +19,7 @@ disturbance scenario, 180 -> 220 um wet from t = 60 s):
   state); every zone must stay at most ``LEL_LIMIT`` (25 %, NFPA 86 without continuous
   monitoring) for every wet thickness. Among such recipes the search minimises the dryer
   power (the line's own formula: heating the fresh air, `sim_line._line.fresh_air_heating_kw`,
-  plus the nozzle fans, ``FAN_POWER_AT_REF_KW (q / q_ref)^3``) subject to the drying model
+  plus the nozzle fans, `sim_line._line.fan_power_kw`) subject to the drying model
   (`controller._predictor.LinePredictor`, vectorised over candidates, zone load iterated to
   its steady state with the exhausts first following the design rule, then fixed)
   predicting for the tail's coating (the thickness laid from ``SETTLE_S`` on) a peak
@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -93,7 +94,7 @@ from controller._law_inputs import lel_g_m3_at
 from controller._law_supervisor import lel_g_m3
 from controller._predictor import LinePredictor
 from sim_line._config import default_config_dir
-from sim_line._line import FAN_POWER_AT_REF_KW, fresh_air_heating_kw
+from sim_line._line import fan_power_kw, fresh_air_heating_kw
 from sim_line._scenario import ScenarioPlayer, load_scenario
 
 SETTLE_S = 900.0
@@ -105,7 +106,9 @@ SCENARIOS = {"none": None, "thicker": "default.yaml"}
 
 
 # ------------------------------------------------------------------------------ set-up
+@functools.cache
 def base_line() -> tuple[sim_line.LineConfig, sim_line.SlurryConfig]:
+    """The shipped line and slurry, parsed once per process (frozen: every variant is a `dataclasses.replace`)."""
     return sim_line.load_line()
 
 
@@ -160,7 +163,7 @@ def power_kw(t: np.ndarray, q: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Steady dryer power (heater on the fresh air + nozzle fans) of recipes, kW; `sim_line.Line.readings`' formula."""
     cfg, _ = base_line()
     heat = fresh_air_heating_kw(f, t, cfg.ambient_temperature_c)
-    fan = FAN_POWER_AT_REF_KW * (q / cfg.dryer.airflow_ref_m3_h) ** 3
+    fan = fan_power_kw(q, cfg.dryer.airflow_ref_m3_h)
     return (heat + fan).sum(axis=-1)
 
 

@@ -114,6 +114,12 @@ def fresh_air_heating_kw(fresh_air_m3_h: np.ndarray, temperature_c: np.ndarray, 
     return rho * np.asarray(fresh_air_m3_h) / 3600.0 * props.AIR_CP_J_KG_K * np.maximum(temperature_c - ambient_c, 0.0) / 1e3
 
 
+def fan_power_kw(airflow_m3_h: np.ndarray, airflow_ref_m3_h: float) -> np.ndarray:
+    """Nozzle fan power of a zone, kW: ``FAN_POWER_AT_REF_KW`` at the reference airflow, ~ airflow^3
+    (fan affinity law)."""
+    return FAN_POWER_AT_REF_KW * (np.asarray(airflow_m3_h) / airflow_ref_m3_h) ** 3
+
+
 def _follow(actual: np.ndarray, target: np.ndarray, dt_s: float, tau_s: float, rate_per_s: float) -> np.ndarray:
     """First-order lag towards ``target`` with a rate limit."""
     step = (target - actual) * (1.0 - math.exp(-dt_s / tau_s))
@@ -414,7 +420,7 @@ class Line:
         h_top = self._heat_transfer_top()
         conc = self._zone_concentration_kg_m3() * 1e3
         heater_kw = fresh_air_heating_kw(self._f_act, self._t_act, cfg.ambient_temperature_c)
-        fan_kw = FAN_POWER_AT_REF_KW * (self._q_act / cfg.dryer.airflow_ref_m3_h) ** 3
+        fan_kw = fan_power_kw(self._q_act, cfg.dryer.airflow_ref_m3_h)
         zones = tuple(
             ZoneReading(name, float(self._t_act[i]), float(self._q_act[i]), float(self._t_sp[i]), float(self._q_sp[i]),
                         float(h_top[i]), float(conc[i]), float(heater_kw[i]), float(fan_kw[i]),
