@@ -1,23 +1,15 @@
-"""Numba kernels of the inverse-compositional Gauss-Newton (IC-GN) subset solver.
+"""Numba IC-GN kernel for 2D subsets (affine or quadratic shape function).
 
-Shape-function parameters, (row, col) convention, offsets (dr, dc) from the subset centre:
+Shape-function parameters, (row, col) convention, offsets (dr, dc) from the subset centre
+(see `correlation._warp`):
 
 * affine (6): ``p = (u, u_r, u_c, v, v_r, v_c)``; the reference pixel centre + (dr, dc)
   maps to ``centre + (dr + u + u_r dr + u_c dc, dc + v + v_r dr + v_c dc)``, u along rows.
 * quadratic (12): ``p = (u, u_r, u_c, u_rr, u_rc, u_cc, v, v_r, v_c, v_rr, v_rc, v_cc)``
   with the extra terms ``0.5 u_rr dr^2 + u_rc dr dc + 0.5 u_cc dc^2`` (likewise v).
 
-The criterion is the zero-normalised sum of squared differences (ZNSSD); the reference
-subset, its steepest-descent images and the Gauss-Newton Hessian are computed once per
-point; the deformed image is sampled with the bicubic B-spline of `vision._bspline`.
-
-References
-----------
-B. Pan, K. Li, W. Tong, "Fast, robust and accurate digital image correlation calculation
-without redundant computations", Exp. Mech. 53, 1277-1289 (2013).
-https://doi.org/10.1007/s11340-013-9717-6
-S. Baker, I. Matthews, "Lucas-Kanade 20 years on: a unifying framework", IJCV 56,
-221-255 (2004). https://doi.org/10.1023/B:VISI.0000011205.11775.fd
+The deformed image is sampled with the bicubic or biquintic B-spline of
+`correlation._bspline`.
 """
 
 from __future__ import annotations
@@ -25,48 +17,55 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._bspline import SPLINE_PAD, _weights
+from ._bspline import SPLINE_PAD, weights3, weights5
+from ._kernel_common import (FAST, MASKED, NOT_CONVERGED, OK, OUT_OF_BOUNDS, centre_reference,
+                             gauss_newton_increment, hessian_inverse, znssd_residual)
 
-__all__ = ["STATUS_CODES", "icgn_points", "quadratic_fit_matrix"]
-
-# kernel status codes, mirrored by vision._correlate.PointStatus
-_OK = 0
-_NOT_CONVERGED = 1
-_OUT_OF_BOUNDS = 3
-_MASKED = 4
-# fast-math without the no-NaN / no-inf assumptions (NaN checks must survive)
-_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
-STATUS_CODES = {"OK": _OK, "NOT_CONVERGED": _NOT_CONVERGED, "OUT_OF_BOUNDS": _OUT_OF_BOUNDS,
-                "MASKED": _MASKED}
-
-
-def quadratic_fit_matrix(half: int) -> np.ndarray:
-    """Least-squares operator fitting a quadratic displacement to 3 x 3 sample offsets.
-
-    Parameters
-    ----------
-    half : int
-        Subset half width, px (sample offsets are -half, 0, half).
-
-    Returns
-    -------
-    ndarray, shape (6, 9)
-        Maps the displacements at the samples (row-major 3 x 3) to the coefficients
-        ``(a, a_r, a_c, a_rr, a_rc, a_cc)`` of ``a + a_r r + a_c c + 0.5 a_rr r^2 +
-        a_rc r c + 0.5 a_cc c^2``.
-    """
-    s = np.array([-half, 0.0, half], dtype=np.float64)
-    r, c = np.meshgrid(s, s, indexing="ij")
-    r = r.ravel()
-    c = c.ravel()
-    basis = np.column_stack([np.ones(9), r, c, 0.5 * r * r, r * c, 0.5 * c * c])
-    return np.linalg.pinv(basis)
+__all__ = ["icgn2d_points"]
 
 
 @njit(cache=True, inline="always")
 def _quad_disp(p, off: int, r: float, c: float) -> float:  # pragma: no cover - compiled
     return (p[off] + p[off + 1] * r + p[off + 2] * c + 0.5 * p[off + 3] * r * r
             + p[off + 4] * r * c + 0.5 * p[off + 5] * c * c)
+
+
+@njit(cache=True, inline="always")
+def _sample3(coef, wr: float, wc: float) -> float:  # pragma: no cover - compiled
+    ir = int(wr)
+    ic = int(wc)
+    a0, a1, a2, a3 = weights3(wr - ir)
+    b0, b1, b2, b3 = weights3(wc - ic)
+    i0 = ir - 1 + SPLINE_PAD
+    j0 = ic - 1 + SPLINE_PAD
+    return (a0 * (b0 * coef[i0, j0] + b1 * coef[i0, j0 + 1] + b2 * coef[i0, j0 + 2] + b3 * coef[i0, j0 + 3])
+            + a1 * (b0 * coef[i0 + 1, j0] + b1 * coef[i0 + 1, j0 + 1] + b2 * coef[i0 + 1, j0 + 2]
+                    + b3 * coef[i0 + 1, j0 + 3])
+            + a2 * (b0 * coef[i0 + 2, j0] + b1 * coef[i0 + 2, j0 + 1] + b2 * coef[i0 + 2, j0 + 2]
+                    + b3 * coef[i0 + 2, j0 + 3])
+            + a3 * (b0 * coef[i0 + 3, j0] + b1 * coef[i0 + 3, j0 + 1] + b2 * coef[i0 + 3, j0 + 2]
+                    + b3 * coef[i0 + 3, j0 + 3]))
+
+
+@njit(cache=True, inline="always")
+def _row5(row, j0, b0, b1, b2, b3, b4, b5) -> float:  # pragma: no cover - compiled
+    return (b0 * row[j0] + b1 * row[j0 + 1] + b2 * row[j0 + 2] + b3 * row[j0 + 3] + b4 * row[j0 + 4]
+            + b5 * row[j0 + 5])
+
+
+@njit(cache=True, inline="always")
+def _sample5(coef, wr: float, wc: float) -> float:  # pragma: no cover - compiled
+    ir = int(wr)
+    ic = int(wc)
+    a0, a1, a2, a3, a4, a5 = weights5(wr - ir)
+    b0, b1, b2, b3, b4, b5 = weights5(wc - ic)
+    i0 = ir - 2 + SPLINE_PAD
+    j0 = ic - 2 + SPLINE_PAD
+    return (a0 * _row5(coef[i0], j0, b0, b1, b2, b3, b4, b5) + a1 * _row5(coef[i0 + 1], j0, b0, b1, b2, b3, b4, b5)
+            + a2 * _row5(coef[i0 + 2], j0, b0, b1, b2, b3, b4, b5)
+            + a3 * _row5(coef[i0 + 3], j0, b0, b1, b2, b3, b4, b5)
+            + a4 * _row5(coef[i0 + 4], j0, b0, b1, b2, b3, b4, b5)
+            + a5 * _row5(coef[i0 + 5], j0, b0, b1, b2, b3, b4, b5))
 
 
 @njit(cache=True)
@@ -87,18 +86,14 @@ def _compose_affine(p, dp):  # pragma: no cover - compiled
     m01 = p[2]
     m10 = p[4]
     m11 = 1.0 + p[5]
-    n00 = m00 * ia + m01 * ic
-    n01 = m00 * ib + m01 * id_
-    n10 = m10 * ia + m11 * ic
-    n11 = m10 * ib + m11 * id_
     tr = m00 * itr + m01 * itc + p[0]
     tc = m10 * itr + m11 * itc + p[3]
     p[0] = tr
-    p[1] = n00 - 1.0
-    p[2] = n01
+    p[1] = m00 * ia + m01 * ic - 1.0
+    p[2] = m00 * ib + m01 * id_
     p[3] = tc
-    p[4] = n10
-    p[5] = n11 - 1.0
+    p[4] = m10 * ia + m11 * ic
+    p[5] = m10 * ib + m11 * id_ - 1.0
 
 
 @njit(cache=True)
@@ -136,19 +131,21 @@ def _compose_quadratic(p, dp, half, fit):  # pragma: no cover - compiled
         p[6 + i] = sv
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max_iter, tol,
-                fit, out_p, out_zncc, out_iter, out_status):  # pragma: no cover - compiled
-    """IC-GN with the ZNSSD criterion on many subsets in parallel.
+@njit(cache=True, parallel=True, fastmath=FAST)
+def icgn2d_points(ref, grad_r, grad_c, coef, order, roi, centres, init, active, half, max_iter, tol,
+                  fit, out_p, out_zncc, out_iter, out_status):  # pragma: no cover - compiled
+    """IC-GN with the ZNSSD criterion on many 2D subsets in parallel.
 
     Parameters
     ----------
     ref, grad_r, grad_c : ndarray, shape (H, W), float64
-        Reference image and its gradients (px^-1).
+        Reference image and the gradient of its spline interpolant (per px).
     coef : ndarray
         B-spline coefficients of the deformed image (`spline_coefficients`).
+    order : int
+        Spline order of `coef` (3 or 5).
     roi : ndarray, shape (H, W), uint8
-        Pixels of the reference that belong to the region of interest (1) or not (0).
+        Pixels of the reference inside the region of interest (1) or not (0).
     centres : ndarray, shape (N, 2), int64
         Subset centres (row, col), px.
     init : ndarray, shape (N, P), float64
@@ -160,8 +157,8 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
     max_iter : int
         Maximum number of Gauss-Newton iterations.
     tol : float
-        Convergence threshold on the parameter increment norm, px (gradient terms scaled
-        by `half`, second-order terms by ``half ** 2 / 2``).
+        Convergence threshold on the norm of the applied parameter increment, px
+        (gradient terms scaled by `half`, second-order terms by ``half ** 2 / 2``).
     fit : ndarray, shape (6, 9)
         `quadratic_fit_matrix` (unused for the affine warp).
     out_p, out_zncc, out_iter, out_status : ndarray
@@ -172,11 +169,12 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
     H, W = ref.shape
     npar = init.shape[1]
     quad = npar == 12
+    quintic = order == 5
     size = 2 * half + 1
     n_full = size * size
     hmax = H - 1.0
     wmax = W - 1.0
-    pad = SPLINE_PAD
+    h2 = 0.5 * half * half
     for k in prange(n_pts):
         if not active[k]:
             continue
@@ -187,9 +185,8 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
         for q in range(npar):
             out_p[k, q] = np.nan
         if cr - half < 0 or cc - half < 0 or cr + half >= H or cc + half >= W:
-            out_status[k] = _OUT_OF_BOUNDS
+            out_status[k] = OUT_OF_BOUNDS
             continue
-        # reference subset (ROI pixels only)
         f = np.empty(n_full)
         dr = np.empty(n_full)
         dc = np.empty(n_full)
@@ -206,21 +203,13 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
                     gc[m] = grad_c[cr + i, cc + j]
                     m += 1
         if 2 * m < n_full:
-            out_status[k] = _MASKED
+            out_status[k] = MASKED
             continue
-        fm = 0.0
-        for t in range(m):
-            fm += f[t]
-        fm /= m
-        df2 = 0.0
-        for t in range(m):
-            f[t] -= fm
-            df2 += f[t] * f[t]
+        df2 = centre_reference(f, m)
         if df2 <= 1e-20:
-            out_status[k] = _NOT_CONVERGED
+            out_status[k] = NOT_CONVERGED
             continue
         df = np.sqrt(df2)
-        # steepest-descent images (one row per parameter) and Hessian
         sd = np.empty((npar, m))
         nb = npar // 2
         for t in range(m):
@@ -239,37 +228,22 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
                 sd[9, t] = 0.5 * gc[t] * a * a
                 sd[10, t] = gc[t] * a * b
                 sd[11, t] = 0.5 * gc[t] * b * b
-        hh = np.empty((npar, npar))
-        for q in range(npar):
-            for s in range(q, npar):
-                acc = 0.0
-                for t in range(m):
-                    acc += sd[q, t] * sd[s, t]
-                hh[q, s] = acc
-                hh[s, q] = acc
-        # scale-invariant singularity check
-        dmin = np.inf
-        for q in range(npar):
-            dmin = min(dmin, hh[q, q])
-        if dmin <= 1e-12 * df2:
-            out_status[k] = _NOT_CONVERGED
+        regular, hinv = hessian_inverse(sd, m, df2)
+        if not regular:
+            out_status[k] = NOT_CONVERGED
             continue
-        hinv = np.linalg.inv(hh)
         p = init[k].copy()
         dp = np.zeros(npar)
         g = np.empty(m)
         bvec = np.empty(npar)
-        status = _NOT_CONVERGED
+        status = NOT_CONVERGED
         zncc = np.nan
         it = 0
-        h2 = 0.5 * half * half
         while it < max_iter:
             it += 1
-            # sample the deformed subset (bicubic B-spline, inlined). An affine warp maps
-            # the subset square to a parallelogram: if its 4 corners are inside the image,
-            # every pixel is, and the per-pixel bounds test can be skipped.
+            # An affine warp maps the subset square to a parallelogram: if its 4 corners are
+            # inside the image, every pixel is and the per-pixel bounds test is skipped.
             oob = False
-            check = quad
             if not quad:
                 for sa in (-half, half):
                     for sb in (-half, half):
@@ -278,65 +252,28 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
                         if not (wr >= 0.0 and wr <= hmax and wc >= 0.0 and wc <= wmax):
                             oob = True
             if oob:
-                status = _OUT_OF_BOUNDS
+                status = OUT_OF_BOUNDS
                 break
-            gs = 0.0
             for t in range(m):
                 a = dr[t]
                 b = dc[t]
                 if quad:
                     wr = cr + a + _quad_disp(p, 0, a, b)
                     wc = cc + b + _quad_disp(p, 6, a, b)
+                    if not (wr >= 0.0 and wr <= hmax and wc >= 0.0 and wc <= wmax):
+                        oob = True
+                        break
                 else:
                     wr = cr + a + p[0] + p[1] * a + p[2] * b
                     wc = cc + b + p[3] + p[4] * a + p[5] * b
-                if check and not (wr >= 0.0 and wr <= hmax and wc >= 0.0 and wc <= wmax):
-                    oob = True
-                    break
-                ir = int(wr)
-                ic = int(wc)
-                a0, a1, a2, a3 = _weights(wr - ir)
-                b0, b1, b2, b3 = _weights(wc - ic)
-                i0 = ir - 1 + pad
-                j0 = ic - 1 + pad
-                v = (a0 * (b0 * coef[i0, j0] + b1 * coef[i0, j0 + 1] + b2 * coef[i0, j0 + 2]
-                           + b3 * coef[i0, j0 + 3])
-                     + a1 * (b0 * coef[i0 + 1, j0] + b1 * coef[i0 + 1, j0 + 1]
-                             + b2 * coef[i0 + 1, j0 + 2] + b3 * coef[i0 + 1, j0 + 3])
-                     + a2 * (b0 * coef[i0 + 2, j0] + b1 * coef[i0 + 2, j0 + 1]
-                             + b2 * coef[i0 + 2, j0 + 2] + b3 * coef[i0 + 2, j0 + 3])
-                     + a3 * (b0 * coef[i0 + 3, j0] + b1 * coef[i0 + 3, j0 + 1]
-                             + b2 * coef[i0 + 3, j0 + 2] + b3 * coef[i0 + 3, j0 + 3]))
-                g[t] = v
-                gs += v
+                g[t] = _sample5(coef, wr, wc) if quintic else _sample3(coef, wr, wc)
             if oob:
-                status = _OUT_OF_BOUNDS
+                status = OUT_OF_BOUNDS
                 break
-            gm = gs / m
-            dg2 = 0.0
-            fg = 0.0
-            for t in range(m):
-                gt = g[t] - gm
-                g[t] = gt
-                dg2 += gt * gt
-                fg += f[t] * gt
-            if not dg2 > 1e-20:
+            zncc = znssd_residual(f, g, m, df)
+            if not np.isfinite(zncc):
                 break
-            dg = np.sqrt(dg2)
-            zncc = fg / (df * dg)
-            ratio = df / dg
-            for t in range(m):
-                g[t] = f[t] - ratio * g[t]
-            for q in range(npar):
-                acc = 0.0
-                for t in range(m):
-                    acc += sd[q, t] * g[t]
-                bvec[q] = acc
-            for q in range(npar):
-                acc = 0.0
-                for s in range(npar):
-                    acc += hinv[q, s] * bvec[s]
-                dp[q] = -acc
+            gauss_newton_increment(sd, g, hinv, m, bvec, dp)
             if quad:
                 norm2 = (dp[0] ** 2 + dp[6] ** 2
                          + half * half * (dp[1] ** 2 + dp[2] ** 2 + dp[7] ** 2 + dp[8] ** 2)
@@ -350,7 +287,7 @@ def icgn_points(ref, grad_r, grad_c, coef, roi, centres, init, active, half, max
             if not norm2 < 1e30:
                 break
             if norm2 < tol * tol:
-                status = _OK
+                status = OK
                 break
         out_iter[k] = it
         out_zncc[k] = zncc
