@@ -203,7 +203,7 @@ def run_eval_ct(scans: Sequence[str | Path], out_dir: str | Path, *, voxel_um: f
                                       "x_vox": s[2], "y_um": s[1] * v0, "x_um": s[2] * v0,
                                       "jump_vox": est.site_jump_vox[k]})
                 _slice_maps(out / f"dvc_scan{i:03d}.png", arr, est,
-                            title=f"scan {i} at {t:g} min vs previous: score {est.score:.1f}"
+                            title=f"scan {i} at {t:g} min vs reference: score {est.score:.1f}"
                                   f"{' (onset declared)' if est.onset else ''}")
                 if est.onset and math.isnan(onset_time):
                     onset_time = float(est.onset_time)

@@ -53,7 +53,7 @@ def _map_png(path: Path, grid: np.ndarray, *, title: str, label: str, background
 def run_dic(reference_path: str | Path, current_path: str | Path, out_dir: str | Path, *, subset_size: int = 31,
             step: int = 8, window: int = 5) -> str:
     """Correlate two frames and write ``points.csv`` and PNG maps; returns a summary text."""
-    from vision import correlate, strain_field
+    from vision import PointStatus, correlate, strain_field
     from vision._io import FrameError, read_image
 
     ref = read_image(reference_path)
@@ -73,6 +73,7 @@ def run_dic(reference_path: str | Path, current_path: str | Path, out_dir: str |
             "zncc": res.zncc,
             "iterations": res.iterations,
             "converged": res.converged,
+            "status": [PointStatus(int(s)).name for s in res.status],
         }
     )
     for name in ("exx", "eyy", "exy", "e1", "e2"):
@@ -92,13 +93,15 @@ def run_dic(reference_path: str | Path, current_path: str | Path, out_dir: str |
         if e1.ndim == 2:
             _map_png(out / "strain_e1.png", e1, title="max principal Green-Lagrange strain", label="strain", extent=extent, cmap="inferno")
     ok = res.converged
+    untextured = int(np.sum(res.status == PointStatus.UNTEXTURED))
     u = res.displacement[ok]
     finite_zncc = res.zncc[np.isfinite(res.zncc)]
     median_zncc = float(np.median(finite_zncc)) if finite_zncc.size else math.nan
     text = "\n".join(
         [
             f"mudcrack dic: {reference_path} -> {current_path}  ({len(res.points)} points, subset {subset_size}, step {step})",
-            f"  converged            {(ok.mean() if ok.size else 0.0) * 100:.1f} % of points",
+            f"  converged            {(ok.mean() if ok.size else 0.0) * 100:.1f} % of points"
+            + (f" ({untextured} untextured, not iterated)" if untextured else ""),
             f"  median displacement  row {np.median(u[:, 0]) if len(u) else math.nan:+.3f} px, col {np.median(u[:, 1]) if len(u) else math.nan:+.3f} px",
             f"  median ZNCC          {median_zncc:.4f}",
             f"  wrote {out}/points.csv and PNG maps (displacement, u_row, u_col, zncc, strain_e1)",

@@ -23,7 +23,7 @@ Public API:
 """
 
 from ._dvc import DVCResult, PointStatus, correlate
-from ._dvc_post import BackgroundFit, normalised_median_test, regularise, remove_background
+from correlation import BackgroundFit, normalised_median_test, regularise, remove_background
 from ._io import Volume, VolumeError, open_volume
 from ._io_write import save_volume
 from ._onset import CTOnsetEstimate, OnsetDetector

@@ -25,6 +25,7 @@ Pipeline of `correlate_chunked`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,11 +39,14 @@ import zarr
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import cKDTree
 
-from ._dvc import DVCResult, PointStatus, _check_int, _phase_shift, _shift_params, _Solver, correlate, default_grid
-from ._dvc_post import neighbour_lists, normalised_median_test, regularise
-from ._icgn3d import NPAR
+from correlation import (INTERPOLATIONS, RADIUS_SPACINGS, SPLINE_PAD, Field, PointStatus, SubsetSolver, check_int,
+                         check_number, default_grid, displacement_and_gradient, neighbour_median, neighbour_table,
+                         noise_aware_gate, phase_shift, regularise, repair, restart_outliers,
+                         shift_params)
+from correlation import noise_std as estimate_noise_std
+
+from ._dvc import DVCResult, correlate
 from ._io import Volume, _is_zarr_dir
-from ._spline3d import SPLINE_PAD
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -50,9 +54,10 @@ if TYPE_CHECKING:
 __all__ = ["correlate_chunked"]
 
 #: Working memory of `correlate` per voxel of its (SPLINE_PAD-padded) region: float64
-#: copies of both volumes, the reference spline and its three gradients, the deformed
-#: spline, the ROI and the float32 pyramid.  tracemalloc: 49-57 bytes on 30^3-160^3.
-_ENGINE_BYTES_PER_VOXEL = 62
+#: copies of both volumes (and their Gaussian prefilter), the reference spline and its
+#: gradients, the deformed spline, the texture test's derivative and summed-area tables,
+#: the ROI and the float32 pyramid.  tracemalloc: 51-67 bytes on 40^3-100^3.
+_ENGINE_BYTES_PER_VOXEL = 72
 #: skimage ``match_template`` (FFT) per voxel of (search window + template), measured 70-140.
 _MATCH_BYTES = 160
 #: numba IC-GN scratch per subvolume voxel and thread (outside tracemalloc's view).
@@ -61,13 +66,15 @@ _SCRATCH_BYTES = 160
 _PHASE_BYTES = 120
 #: Storage chunks (compressed + decoded) in flight while one region is read.
 _IO_CHUNKS = 20
-#: Extra voxels per side so that the B-spline prefilter (pole -0.268) of a region matches
-#: that of the whole volume where subvolumes are sampled: 0.268^4 = 0.5 % at the very edge
-#: of the search range, < 1e-5 a search radius further in.
-_SPLINE_MARGIN = 4
+#: Extra voxels per side so that the B-spline prefilter (pole -0.268 cubic, -0.431 quintic)
+#: of a region matches that of the whole volume where subvolumes are sampled (cubic:
+#: 0.268^4 = 0.5 % at the very edge of the search range, < 1e-5 a search radius further in;
+#: quintic: 0.431^7 = 0.3 %); a Gaussian prefilter adds 4 sigma.
+_SPLINE_MARGIN = {"cubic": 4, "quintic": 7}
 #: Neighbour lists of the post-processing, per point queried (Python lists and arrays).
 _NEIGHBOUR_BYTES = 2000
 _MB = 1e6
+_NPAR = 12
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,11 @@ class _Options:
     zncc_threshold: float
     search_radius: int
     search: bool  # False when initial_displacement is given (no integer search)
+    interpolation: str
+    prefilter_sigma: float
+    zncc_gate: float | str  # the engine's zncc_threshold ("auto" or a constant)
+    texture_threshold: float
+    noise_std: float
 
 
 @dataclass(frozen=True)
@@ -255,19 +267,22 @@ def _correlate_block(task: _Task, ref_r: Any, def_r: Any, mask_r: Any) -> tuple:
     mask = None if mask_r is None else _load(mask_r)
     opts = task.options
     n = len(task.centres)
-    par = np.full((n, NPAR), np.nan)
+    par = np.full((n, _NPAR), np.nan)
     if min(ref.shape) <= opts.subset_size:
-        return par, np.full(n, np.nan), np.zeros(n, np.int64), np.full(n, int(PointStatus.OUT_OF_BOUNDS))
+        return (par, np.full(n, np.nan), np.zeros(n, np.int64), np.full(n, int(PointStatus.OUT_OF_BOUNDS)),
+                np.full(n, np.nan))
     res = correlate(ref, defo, subset_size=opts.subset_size, step=opts.step,
                     points=task.centres + task.offsets, mask=mask, max_iterations=opts.max_iterations,
-                    tolerance=opts.tolerance, zncc_threshold=opts.zncc_threshold,
-                    search_radius=opts.search_radius,
+                    tolerance=opts.tolerance, zncc_threshold=opts.zncc_gate, search_radius=opts.search_radius,
+                    interpolation=opts.interpolation, prefilter_sigma_vox=opts.prefilter_sigma,
+                    texture_threshold=opts.texture_threshold, noise_std=opts.noise_std,
                     initial_displacement=None if task.init is None else task.init - task.shift,
                     outlier_threshold=None, replace_outliers=False, regularisation=0.0)
     for i in range(3):
         par[:, 4 * i] = res.displacement[:, i] + task.shift[i]
         par[:, 4 * i + 1:4 * i + 4] = res.gradient[:, i]
-    return _shift_params(par, -task.offsets), res.zncc, res.iterations, res.status.astype(np.int64)
+    return (shift_params(par, -task.offsets), res.zncc, res.iterations, res.status.astype(np.int64),
+            res.subset_variance)
 
 
 def _resolve_block(task: _Task, ref_r: Any, def_r: Any, mask_r: Any) -> tuple:
@@ -276,11 +291,12 @@ def _resolve_block(task: _Task, ref_r: Any, def_r: Any, mask_r: Any) -> tuple:
     opts = task.options
     n = len(task.centres)
     if min(ref.shape) <= opts.subset_size:
-        return np.full((n, NPAR), np.nan), np.full(n, np.nan), np.zeros(n, np.int64), np.full(
+        return np.full((n, _NPAR), np.nan), np.full(n, np.nan), np.zeros(n, np.int64), np.full(
             n, int(PointStatus.OUT_OF_BOUNDS))
     roi = np.ones(ref.shape, dtype=bool) if mask_r is None else _load(mask_r).astype(bool)
-    solver = _Solver(ref.astype(np.float64), defo.astype(np.float64), roi, opts.subset_size // 2,
-                     opts.max_iterations, opts.tolerance)
+    solver = SubsetSolver(ref.astype(np.float64), defo.astype(np.float64), roi, opts.subset_size // 2,
+                          INTERPOLATIONS[opts.interpolation], "affine", opts.max_iterations, opts.tolerance,
+                          opts.prefilter_sigma)
     init = np.array(task.init, dtype=np.float64)
     init[:, 0::4] -= task.shift
     p, z, it, s = solver.run(task.centres, init)
@@ -430,7 +446,7 @@ def _block_mean_task(f: NDArray, ref: Any, defo: Any) -> tuple[NDArray, NDArray]
 
 
 def _shift_task(ref: Any, defo: Any) -> NDArray:
-    return _phase_shift(_load(ref).astype(np.float64), _load(defo).astype(np.float64))
+    return phase_shift(_load(ref).astype(np.float64), _load(defo).astype(np.float64))
 
 
 def _global_shift(ref_s: _Source, def_s: _Source, factor: NDArray, crop: int, budget: float,
@@ -448,7 +464,7 @@ def _global_shift(ref_s: _Source, def_s: _Source, factor: NDArray, crop: int, bu
             dst = tuple(slice(sl.start // k, sl.stop // k) for sl, k in zip(t, factor))
             coarse[0][dst], coarse[1][dst] = pair
         del means
-        g = _phase_shift(coarse[0].astype(np.float64), coarse[1].astype(np.float64)) * factor
+        g = phase_shift(coarse[0].astype(np.float64), coarse[1].astype(np.float64)) * factor
     g_int = np.round(g).astype(np.int64)
     side = np.minimum(crop, shape)
     lo = np.maximum((shape - side) // 2, -g_int)
@@ -462,131 +478,42 @@ def _global_shift(ref_s: _Source, def_s: _Source, factor: NDArray, crop: int, bu
     return g_int
 
 
-class _Field:
-    """The assembled point cloud and the engine's post-processing across block borders."""
+def _noise_task(ref: Any) -> float:
+    return estimate_noise_std(_load(ref).astype(np.float32))
 
-    def __init__(self, centres: NDArray, par: NDArray, zncc: NDArray, iters: NDArray, status: NDArray,
-                 block_of: NDArray, radius: float, resolve: Callable[[NDArray, NDArray], tuple],
-                 batch: int) -> None:
+
+def _estimate_noise(ref_s: _Source, crop: int, runner: _Runner) -> float:
+    """Noise level of the reference from a central crop (the same value for every block)."""
+    shape = np.asarray(ref_s.shape)
+    side = np.minimum(max(crop, 16), shape)
+    lo = (shape - side) // 2
+    sl = tuple(slice(int(a), int(a + n)) for a, n in zip(lo, side))
+    (sigma,) = runner.map(_noise_task, iter([(ref_s.recipe(sl, runner.remote),)]), 1)
+    return float(sigma)
+
+
+class _Neighbours:
+    """The engine's neighbourhoods on the whole field, queried in batches (bounded memory)."""
+
+    def __init__(self, centres: NDArray, radius: float) -> None:
         self.c = centres.astype(np.float64)
-        self.par, self.zncc, self.iters, self.status = par, zncc, iters, status
-        self.block_of = block_of
         self.radius = radius
-        self.resolve = resolve
-        self.batch = batch  # points per neighbour query (Python lists: ~1 kB per point)
         self.tree = cKDTree(self.c) if len(self.c) > 1 else None
 
-    def neighbours(self, idx: NDArray) -> list[NDArray]:
-        """The engine's neighbourhoods (within 1.8 steps, the point excluded)."""
+    def __call__(self, idx: NDArray) -> NDArray[np.int64]:
         if self.tree is None or len(idx) == 0:
-            return [np.zeros(0, dtype=np.int64) for _ in idx]
-        rows = self.tree.query_ball_point(self.c[idx], r=self.radius)
-        return [np.array([j for j in row if j != i], dtype=np.int64) for i, row in zip(idx, rows)]
-
-    def iter_neighbours(self, idx: NDArray) -> Iterator[tuple[int, NDArray]]:
-        for start in range(0, len(idx), self.batch):
-            own = idx[start:start + self.batch]
-            yield from zip(own, self.neighbours(own))
-
-    def good(self, idx: NDArray | slice, thr: float) -> NDArray:
-        return (self.status[idx] == PointStatus.OK) & (self.zncc[idx] >= thr)
-
-    def update(self, idx: NDArray, p: NDArray, z: NDArray, it: NDArray, s: NDArray | None = None) -> None:
-        self.par[idx], self.zncc[idx], self.iters[idx] = p, z, it
-        if s is not None:
-            self.status[idx] = s
-
-    def repair(self, candidates: NDArray, thr: float) -> None:
-        """`_dvc._repair` across block borders, seeded by the points whose good neighbours
-        lie in another block (the in-block repair has already run)."""
-        good = self.good(slice(None), thr)
-        failed = np.flatnonzero(candidates & ~good)
-        todo = np.zeros(len(self.c), dtype=bool)
-        for i, nb in self.iter_neighbours(failed):
-            todo[i] = bool(np.any(good[nb] & (self.block_of[nb] != self.block_of[i])))
-        fresh = good
-        while todo.any():
-            cand, src = [], []
-            idx = np.flatnonzero(todo)
-            for i, nb in self.iter_neighbours(idx):
-                nb = nb[fresh[nb]]
-                if len(nb):
-                    cand.append(i)
-                    src.append(nb[np.argmax(self.zncc[nb])])
-            if not cand:
-                return
-            cand_a, src_a = np.array(cand), np.array(src)
-            p, z, it, s = self.resolve(cand_a, _shift_params(self.par[src_a], self.c[cand_a] - self.c[src_a]))
-            ok = (s == PointStatus.OK) & (z >= thr)
-            better = (s == PointStatus.OK) & ((z > np.nan_to_num(self.zncc[cand_a], nan=-2.0))
-                                             | (self.status[cand_a] != PointStatus.OK))
-            self.update(cand_a[better], p[better], z[better], it[better], s[better])
-            fresh = np.zeros(len(self.c), dtype=bool)
-            fresh[cand_a[ok]] = True
-            todo[cand_a] = False
-            for _, nb in self.iter_neighbours(np.flatnonzero(fresh)):
-                todo[nb] |= ~self.good(nb, thr) & candidates[nb]
-
-    def current(self) -> NDArray:
-        d = self.par[:, 0::4].copy()
-        d[self.status != PointStatus.OK] = np.nan
-        return d
-
-    def median_test(self, idx: NDArray, disp: NDArray, threshold: float, eps: float) -> NDArray[np.bool_]:
-        """`normalised_median_test` of the points `idx` with their full neighbourhoods."""
-        out = np.zeros(len(idx), dtype=bool)
-        for start in range(0, len(idx), self.batch):
-            own = idx[start:start + self.batch]
-            nbrs = self.neighbours(own)
-            ctx = np.unique(np.concatenate([own, *nbrs]))
-            local: list[NDArray] = [np.zeros(0, dtype=np.int64)] * len(ctx)
-            pos = np.searchsorted(ctx, own)
-            for k, nb in zip(pos, nbrs):
-                local[k] = np.searchsorted(ctx, nb)
-            bad = normalised_median_test(self.c[ctx], disp[ctx], threshold=threshold, noise_level_vox=eps,
-                                         neighbours=local)
-            out[start:start + self.batch] = bad[pos]
-        return out
-
-    def outliers(self, thr: float, threshold: float, eps: float) -> None:
-        """`_dvc._outliers` on the whole field: restart from the neighbour median, flag."""
-        d = self.current()
-        valid = np.flatnonzero(np.all(np.isfinite(d), axis=1))
-        bad = np.zeros(len(self.c), dtype=bool)
-        bad[valid] = self.median_test(valid, d, threshold, eps)
-        idx = np.flatnonzero(bad)
-        if len(idx) == 0:
-            return
-        init = np.zeros((len(idx), NPAR))
-        for row, (i, nb) in enumerate(self.iter_neighbours(idx)):
-            nb = nb[np.all(np.isfinite(d[nb]), axis=1) & ~bad[nb]]
-            if len(nb):
-                init[row] = np.median(_shift_params(self.par[nb], self.c[i] - self.c[nb]), axis=0)
-            else:
-                init[row] = self.par[i]
-        p, z, it, s = self.resolve(idx, init)
-        take = (s == PointStatus.OK) & (z >= thr)
-        self.update(idx[take], p[take], z[take], it[take])
-        still = self.median_test(idx, self.current(), threshold, eps)
-        self.status[idx[still]] = PointStatus.OUTLIER
-
-
-def _check_number(name: str, value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return out
+            return np.full((len(idx), 0), -1, dtype=np.int64)
+        return neighbour_table(self.c, radius=self.radius, query=idx, tree=self.tree)
 
 
 def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float, subset_size: int = 21,
                       step: int = 10, points: ArrayLike | None = None, mask: Any = None,
-                      max_iterations: int = 30, tolerance: float = 1e-3, zncc_threshold: float = 0.8,
-                      search_radius: int | None = None, initial_displacement: ArrayLike | None = None,
+                      interpolation: str = "quintic", prefilter_sigma_vox: float = 0.6,
+                      max_iterations: int = 30, tolerance: float = 1e-3, zncc_threshold: float | str = "auto",
+                      texture_threshold: float = 3.0, search_radius: int | None = None,
+                      initial_displacement: ArrayLike | None = None,
                       outlier_threshold: float | None = 2.0, outlier_noise_vox: float = 0.1,
-                      replace_outliers: bool = True, regularisation: float = 0.0,
+                      replace_outliers: bool = True, regularisation: float = 0.0, noise_std: float | None = None,
                       scheduler: str | Client | None = None,
                       progress: Callable[[int, int], None] | None = None) -> DVCResult:
     """3D DVC of volumes larger than memory, block by block, in-process or on a dask cluster.
@@ -604,9 +531,9 @@ def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float,
         as read, the engine's float64 copies, B-spline coefficients and gradients (~62
         bytes per voxel, measured), the seed search and the storage chunks being decoded.
         On a cluster every worker thread runs one block at a time.
-    subset_size, step, points, mask, max_iterations, tolerance, zncc_threshold,\
-    search_radius, initial_displacement, outlier_threshold, outlier_noise_vox,\
-    replace_outliers, regularisation
+    subset_size, step, points, mask, interpolation, prefilter_sigma_vox, max_iterations,\
+    tolerance, zncc_threshold, texture_threshold, search_radius, initial_displacement,\
+    outlier_threshold, outlier_noise_vox, replace_outliers, regularisation, noise_std
         As in `correlate`.  `mask` may be any of the volume types.  Displacements are
         searched within `search_radius` voxels of the global rigid shift (the engine
         searches around its own global estimate too); the halo of every block covers that
@@ -668,28 +595,39 @@ def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float,
         if mask_s.shape != shape:
             raise ValueError(f"mask must have the volume shape {shape}, got {mask_s.shape}")
     _check_scheduler(scheduler)
-    budget_mb = _check_number("memory_budget_mb", memory_budget_mb)
+    try:
+        budget_mb = float(memory_budget_mb)
+    except (TypeError, ValueError):
+        raise ValueError(f"memory_budget_mb must be a number, got {memory_budget_mb!r}") from None
+    if not np.isfinite(budget_mb):
+        raise ValueError(f"memory_budget_mb must be finite, got {memory_budget_mb!r}")
     if budget_mb <= 0:
         raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb!r}")
     budget = budget_mb * _MB
-    subset_size = _check_int("subset_size", subset_size, 7)
+    subset_size = check_int("subset_size", subset_size, 7)
     if subset_size % 2 == 0:
         raise ValueError(f"subset_size must be odd, got {subset_size}")
     if min(shape) <= subset_size:
         raise ValueError(f"volumes {shape} must be larger than subset_size={subset_size}")
-    step = _check_int("step", step, 1)
-    max_iterations = _check_int("max_iterations", max_iterations, 1)
-    tolerance = _check_number("tolerance", tolerance)
-    if tolerance <= 0:
-        raise ValueError(f"tolerance must be positive, got {tolerance!r}")
-    zncc_threshold = _check_number("zncc_threshold", zncc_threshold)
-    if not -1.0 <= zncc_threshold < 1.0:
-        raise ValueError(f"zncc_threshold must be in [-1, 1), got {zncc_threshold!r}")
-    if outlier_threshold is not None and not _check_number("outlier_threshold", outlier_threshold) > 0:
-        raise ValueError(f"outlier_threshold must be > 0 or None, got {outlier_threshold!r}")
-    if not _check_number("regularisation", regularisation) >= 0:
-        raise ValueError(f"regularisation must be >= 0, got {regularisation!r}")
-    radius = max(subset_size, 12) if search_radius is None else _check_int("search_radius", search_radius, 0)
+    step = check_int("step", step, 1)
+    max_iterations = check_int("max_iterations", max_iterations, 1)
+    tolerance = check_number("tolerance", tolerance, low=0.0, strict=True)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {tuple(INTERPOLATIONS)}, got {interpolation!r}")
+    prefilter_sigma_vox = check_number("prefilter_sigma_vox", prefilter_sigma_vox, low=0.0)
+    if isinstance(zncc_threshold, str):
+        if zncc_threshold != "auto":
+            raise ValueError(f"zncc_threshold must be in [-1, 1) or 'auto', got {zncc_threshold!r}")
+    elif not -1.0 <= check_number("zncc_threshold", zncc_threshold) < 1.0:
+        raise ValueError(f"zncc_threshold must be in [-1, 1) or 'auto', got {zncc_threshold!r}")
+    texture_threshold = check_number("texture_threshold", texture_threshold, low=0.0)
+    if outlier_threshold is not None:
+        outlier_threshold = check_number("outlier_threshold", outlier_threshold, low=0.0, strict=True)
+    outlier_noise_vox = check_number("outlier_noise_vox", outlier_noise_vox, low=0.0)
+    regularisation = check_number("regularisation", regularisation, low=0.0)
+    if noise_std is not None:
+        noise_std = check_number("noise_std", noise_std, low=0.0)
+    radius = max(subset_size, 12) if search_radius is None else check_int("search_radius", search_radius, 0)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be a callable progress(done, total), got {progress!r}")
     half = subset_size // 2
@@ -716,7 +654,8 @@ def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float,
         except (ValueError, TypeError):
             raise ValueError(f"initial_displacement must have shape (3,) or ({n}, 3), "
                              f"got {np.shape(initial_displacement)}") from None
-    options = _Options(subset_size, step, max_iterations, tolerance, zncc_threshold, radius, init is None)
+    options = _Options(subset_size, step, max_iterations, tolerance, zncc_threshold, radius, init is None,
+                       interpolation, prefilter_sigma_vox, zncc_threshold, texture_threshold, 0.0)
     sources = [s for s in (ref_s, def_s, mask_s) if s is not None]
     threads = numba.get_num_threads()
 
@@ -732,18 +671,22 @@ def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float,
             raise ValueError("initial_displacement must be finite at some point")
         shift = np.round(np.median(init[finite], axis=0)).astype(np.int64)
         uncertainty = int(np.ceil(np.max(np.abs(init[finite] - shift))))
-    halo = half + radius + uncertainty + _SPLINE_MARGIN
+    margin = _SPLINE_MARGIN[interpolation] + int(np.ceil(4 * prefilter_sigma_vox))
+    halo = half + radius + uncertainty + margin
     smallest = np.minimum(1 + 2 * halo, shape)
     if cost(smallest) > budget:
         raise ValueError(
             f"memory_budget_mb={budget_mb:g} is too small: one subvolume with its halo "
             f"({' x '.join(str(int(e)) for e in smallest)} voxels; halo {halo} = subset_size // 2 + "
-            f"search_radius + {uncertainty + _SPLINE_MARGIN}) needs at least {cost(smallest) / _MB:.1f} MB")
+            f"search_radius + {uncertainty + margin}) needs at least {cost(smallest) / _MB:.1f} MB")
 
     with _client(scheduler) as client:
         runner = _Runner(client)
         if init is None:
             shift = _global_shift(ref_s, def_s, factor, crop, budget, runner)
+        if noise_std is None:  # one noise level for every block (the texture gate)
+            noise_std = _estimate_noise(ref_s, _crop_side(sources, budget), runner)
+        options = dataclasses.replace(options, noise_std=float(noise_std))
         blocks = _plan(clipped, shape, halo, shift, budget, cost)
         block_of = np.empty(n, dtype=np.int64)
         for b, idx in enumerate(blocks):
@@ -762,12 +705,13 @@ def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float,
 
         outs = runner.map(_correlate_block, jobs(blocks, lambda idx, k: None if init is None else init[idx]),
                           len(blocks), done)
-        par = np.full((n, NPAR), np.nan)
+        par = np.full((n, _NPAR), np.nan)
         zncc = np.full(n, np.nan)
         iters = np.zeros(n, dtype=np.int64)
         status = np.zeros(n, dtype=np.int64)
-        for idx, (p, z, it, s) in zip(blocks, outs):
-            par[idx], zncc[idx], iters[idx], status[idx] = p, z, it, s
+        variance = np.full(n, np.nan)
+        for idx, (p, z, it, s, v) in zip(blocks, outs):
+            par[idx], zncc[idx], iters[idx], status[idx], variance[idx] = p, z, it, s, v
         del outs
 
         def resolve(idx: NDArray, init_par: NDArray) -> tuple:
@@ -775,42 +719,60 @@ def correlate_chunked(reference: Any, deformed: Any, *, memory_budget_mb: float,
             groups = np.split(order, np.flatnonzero(np.diff(block_of[idx][order])) + 1)
             res = runner.map(_resolve_block, jobs([idx[g] for g in groups], lambda _, k: init_par[groups[k]]),
                              len(groups))
-            out = (np.empty((len(idx), NPAR)), np.empty(len(idx)), np.empty(len(idx), np.int64),
+            out = (np.empty((len(idx), _NPAR)), np.empty(len(idx)), np.empty(len(idx), np.int64),
                    np.empty(len(idx), np.int64))
             for g, r in zip(groups, res):
                 for o, v in zip(out, r):
                     o[g] = v
             return out
 
-        # the engine's post-processing, on the whole field (see `_dvc.correlate`)
-        field = _Field(centres, par, zncc, iters, status, block_of, 1.8 * step, resolve,
-                       batch=max(256, int(budget / 4 / _NEIGHBOUR_BYTES)))
-        candidates = inside & (status != PointStatus.MASKED)
-        status[status == PointStatus.LOW_ZNCC] = PointStatus.OK  # the engine relabels after repair
-        field.repair(candidates, zncc_threshold)
+        # the engine's post-processing on the whole field (see `correlation.correlate_nd`):
+        # the gate from every block's points, then repair across block borders and outliers
+        candidates = inside & ~np.isin(status, (PointStatus.MASKED, PointStatus.UNTEXTURED))
+        status[status == PointStatus.LOW_ZNCC] = PointStatus.OK  # relabelled after repair
+        if isinstance(zncc_threshold, str):
+            threshold, _ = noise_aware_gate(zncc, variance, (status == PointStatus.OK) & candidates)
+        else:
+            threshold = np.full(n, float(zncc_threshold))
+        field = Field(centres, par, zncc, iters, status, threshold)
+        spacing = float(step) if grid_shape is not None else None
+        if spacing is None and n > 1:
+            nn, _ = cKDTree(centres.astype(np.float64)).query(centres.astype(np.float64), k=2)
+            spacing = float(np.median(nn[:, 1]))
+        neighbours = _Neighbours(centres, RADIUS_SPACINGS * (spacing or 1.0))
+        batch = max(256, int(budget / 4 / _NEIGHBOUR_BYTES))
+        good = field.good()
+        seeded = np.zeros(n, dtype=bool)  # failed points with a good neighbour in another block
+        failed = np.flatnonzero(candidates & ~good)
+        for start in range(0, len(failed), batch):
+            rows = failed[start:start + batch]
+            nb = neighbours(rows)
+            safe = np.where(nb >= 0, nb, 0)
+            seeded[rows] = np.any((nb >= 0) & good[safe] & (block_of[safe] != block_of[rows][:, None]), axis=1)
+        repair(field, resolve, neighbours, candidates, todo=seeded, batch=batch)
         status[~inside] = PointStatus.OUT_OF_BOUNDS
-        status[(status == PointStatus.OK) & ~(zncc >= zncc_threshold)] = PointStatus.LOW_ZNCC
+        status[(status == PointStatus.OK) & ~(zncc >= threshold)] = PointStatus.LOW_ZNCC
         if outlier_threshold is not None and n > 3:
-            field.outliers(zncc_threshold, float(outlier_threshold), outlier_noise_vox)
+            restart_outliers(field, resolve, neighbours, threshold=outlier_threshold,
+                             noise_level=outlier_noise_vox, batch=batch)
 
     ok = status == PointStatus.OK
-    at_point = _shift_params(np.nan_to_num(par), pts - centres)
-    disp = at_point[:, 0::4].copy()
-    grad = np.stack([at_point[:, 4 * i + 1:4 * i + 4] for i in range(3)], axis=1)
+    at_point = shift_params(np.nan_to_num(par), pts - centres)
+    disp, grad = displacement_and_gradient(at_point, 3)
     disp[~ok] = np.nan
     grad[~ok] = np.nan
     measured = disp.copy()
     if replace_outliers:
         idx = np.flatnonzero(status == PointStatus.OUTLIER)
-        for i, nb in field.iter_neighbours(idx):
-            nb = nb[np.all(np.isfinite(measured[nb]), axis=1)]
-            if len(nb):
-                disp[i] = np.median(measured[nb], axis=0)
+        for start in range(0, len(idx), batch):
+            rows = idx[start:start + batch]
+            med, count = neighbour_median(measured, neighbours(rows))
+            disp[rows[count > 0]] = med[count > 0]
     if regularisation > 0:
-        nbrs = neighbour_lists(centres.astype(np.float64), radius=1.8 * step) if n > 1 else [
-            np.zeros(0, dtype=np.int64)] * n
-        w = np.where(ok, np.clip((zncc - zncc_threshold) / (1.0 - zncc_threshold), 0, 1) ** 2, 0.0)
-        disp = regularise(pts, measured, np.nan_to_num(w), strength=regularisation, neighbours=nbrs)
+        w = np.where(ok, np.clip((zncc - threshold) / np.maximum(1.0 - threshold, 1e-6), 0, 1) ** 2, 0.0)
+        table = neighbour_table(centres.astype(np.float64), radius=neighbours.radius)
+        disp = regularise(pts, measured, np.nan_to_num(w), strength=regularisation, neighbours=table)
     return DVCResult(points=pts, displacement=disp, gradient=grad, zncc=zncc, iterations=iters,
                      converged=ok, status=status.astype(np.int8), subset_size=subset_size, step=step,
-                     grid_shape=grid_shape, measured_displacement=measured)
+                     grid_shape=grid_shape, measured_displacement=measured, zncc_threshold=threshold,
+                     noise_std=float(noise_std), subset_variance=variance)

@@ -116,12 +116,16 @@ def test_outliers_and_repair_across_block_borders(tmp_path):
     cur[:, 40:52, 60:75] = 0.0
     cur[30:38, 20:28, 44:52] = _texture((8, 8, 8), 4)
     cur[10:13, 70:73, 20:23] += 3 * rng.standard_normal((3, 3, 3)).astype(np.float32)
-    whole = correlate(ref, cur, **OPTS)
+    # a constant gate leaves the decorrelated points to the median test (the noise-aware
+    # gate of these noiseless volumes flags most of them LOW_ZNCC already), and without the
+    # prefilter more points next to the slab fail (exercising the repair across borders)
+    opts = dict(OPTS, zncc_threshold=0.8, interpolation="cubic", prefilter_sigma_vox=0.0)
+    whole = correlate(ref, cur, **opts)
     assert (whole.status == PointStatus.OUTLIER).sum() >= 10
     assert np.isin(whole.status, FAILED).sum() >= 10
     vols = [open_volume(save_volume(v, tmp_path / f"{k}.zarr", chunks=(32, 32, 32))) for k, v in enumerate((ref, cur))]
     calls = []
-    res = correlate_chunked(*vols, memory_budget_mb=25, progress=lambda d, t: calls.append(t), **OPTS)
+    res = correlate_chunked(*vols, memory_budget_mb=25, progress=lambda d, t: calls.append(t), **opts)
     assert calls[-1] >= 10
     # slowly converging points next to the featureless slab: within 2 tolerances
     _assert_equal_results(res, whole, atol_vox=2 * TOL)
@@ -148,13 +152,13 @@ def test_user_points_mask_initial_displacement_regularisation(pair):
 
 def test_out_of_core_peak_memory(tmp_path):
     """A float64 zarr volume 4x the budget: the traced peak stays within the budget."""
-    shape, chunks = (96, 160, 160), (16, 32, 32)
+    shape, chunks = (160, 224, 224), (16, 32, 32)
     ref = ndimage.gaussian_filter(np.random.default_rng(7).standard_normal(shape), 1.2)
     cur = np.fft.ifftn(ndimage.fourier_shift(np.fft.fftn(ref), SHIFT)).real
     paths = [save_volume(v, tmp_path / f"{k}.zarr", chunks=chunks) for k, v in enumerate((ref, cur))]
     del ref, cur
     vols = [zarr.open_array(str(p), mode="r") for p in paths]
-    budget_mb = 4.9
+    budget_mb = 15.0
     assert vols[0].nbytes >= 4 * budget_mb * 1e6  # the reference alone is 4x the budget
     opts = dict(subset_size=7, step=32, search_radius=2)
     small = [np.asarray(v[:40, :40, :40]) for v in vols]

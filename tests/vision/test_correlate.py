@@ -198,7 +198,7 @@ def test_small_images_and_outside_points_are_reported():
 
 
 def test_warp_mask_moves_the_roi_with_the_material():
-    from vision._correlate import warp_mask
+    from correlation import warp_mask
 
     shape = (120, 160)
     roi = np.zeros(shape, bool)
