@@ -1,98 +1,35 @@
-"""Streaming crack-onset detection from DIC against a reference frame.
+"""Streaming crack-onset detection from 2D DIC, cumulative against a reference frame.
 
 Before a mud crack opens, the material on its two sides already moves apart (a fraction
-of a pixel, over a band much wider than the future gap) while no gap is visible.  DIC of
-every new frame against a reference frame sees that motion.  `OnsetDetector` removes the
-rigid / uniform background motion (camera shake, uniform shrinkage) with a robust affine
-fit, builds a localisation map from the residual field (displacement jump between
-neighbouring grid points, maximum principal strain, ZNCC drop), scores it with robust
-z-scores against the rest of the frame, clusters the hot grid points into predicted crack
-sites and declares onset after ``persistence`` consecutive alarming frames (latched).
+of a pixel, decaying over a band much wider than the future gap) while no gap is visible.
+A precursor that grows a little per frame must add up, so every frame is correlated
+against a reference frame (not against the previous frame); the reference moves on only
+when the correlation against it degrades, carrying the accumulated field across
+(`correlation.ReferenceTracker`).  `OnsetDetector` removes the background motion (camera
+shake and drift, uniform shrinkage) with a robust affine fit, measures the tensile jump of
+the residual field across every grid point (`correlation.opening_map`), judges it with
+robust z-scores against the map's own noise (`correlation.judge_plane`), clusters hot grid
+points into predicted crack sites (`correlation.find_sites`) and declares onset when a
+frame holds a site (persistence 1 by default; latched).
 
-The detector core (`assess_field`) works on plain arrays (grid points, displacement,
-ZNCC, convergence), so it can be driven by ground-truth displacement fields as well as
-by the DIC engine.
+`update_field` takes plain arrays (grid points, displacement, convergence), so the
+detector can be driven by ground-truth displacement fields as well as by the DIC engine.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
-__all__ = ["OnsetDetector", "OnsetEstimate", "FieldEvidence", "assess_field", "fit_affine_background"]
+from correlation import (QuietNoise, ReferenceTracker, default_grid, find_sites, judge_plane, opening_map,
+                         remove_background)
 
-_MAD_TO_SIGMA = 1.4826
-_Z_CAP = 1.0e3  # z-scores are clipped to +-_Z_CAP (a dead-flat reference cannot give inf)
+__all__ = ["OnsetDetector", "OnsetEstimate"]
 
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, eq=False)
-class FieldEvidence:
-    """Localisation evidence of one displacement field (one frame against the reference).
-
-    Attributes
-    ----------
-    z_map : ndarray, shape (R, C), float
-        Combined robust z-score per grid point (NaN where no evidence).
-    jump_map : ndarray, shape (R, C), float
-        Max over the 4-neighbourhood of ``|u_i - u_j|`` of the residual field, px.
-    strain_map : ndarray, shape (R, C), float
-        Maximum principal (small) strain of the residual field, dimensionless.
-    zncc_drop_map : ndarray, shape (R, C), float
-        ``median(zncc) - zncc`` per grid point (>= 0 where worse than typical).
-    residual : ndarray, shape (R, C, 2), float
-        Displacement after removing the affine background, px (NaN where invalid).
-    valid : ndarray, shape (R, C), bool
-        Grid points with a trusted displacement (converged, finite, ZNCC above the gate).
-    hot : ndarray, shape (R, C), bool
-        Grid points in a kept cluster (z above threshold, cluster of >= ``min_points``).
-    sites : ndarray, shape (K, 2), float
-        Predicted crack sites (row, col), px, strongest first.
-    site_z : ndarray, shape (K,), float
-        Combined z at each site.
-    background : ndarray, shape (2, 3), float
-        Affine background ``u = B @ [1, row - row0, col - col0]`` removed, px and px/px.
-    background_centre : ndarray, shape (2,), float
-        (row0, col0) of the background fit, px.
-    score : float
-        Risk score: mean of the ``min_points`` largest z-scores (a soft max that one
-        outlier cannot drive).
-    z_max : float
-        Largest combined z.
-    n_hot : int
-        Number of grid points with z above the threshold.
-    median, mad : ndarray, shape (3,), float
-        Median and the robust scale used (1.4826 MAD, floored and capped) of the jump,
-        strain and ZNCC-drop maps, in that order.
-    raw_mad : ndarray, shape (3,), float
-        1.4826 MAD of the three maps before floor and cap.
-    alarm : bool
-        The frame alone is alarming (score above threshold and >= ``min_sites`` sites).
-    """
-
-    z_map: NDArray[np.float64]
-    jump_map: NDArray[np.float64]
-    strain_map: NDArray[np.float64]
-    zncc_drop_map: NDArray[np.float64]
-    residual: NDArray[np.float64]
-    valid: NDArray[np.bool_]
-    hot: NDArray[np.bool_]
-    sites: NDArray[np.float64]
-    site_z: NDArray[np.float64]
-    background: NDArray[np.float64]
-    background_centre: NDArray[np.float64]
-    score: float
-    z_max: float
-    n_hot: int
-    median: NDArray[np.float64]
-    mad: NDArray[np.float64]
-    raw_mad: NDArray[np.float64]
-    alarm: bool
+_BACKGROUNDS = ("affine", "rigid", "translation", "none")
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,42 +41,52 @@ class OnsetEstimate:
     t_min : float
         Process time of the frame, min.
     score : float
-        Risk score of the frame (robust z units; see `FieldEvidence.score`).
+        Risk score of the frame: mean robust z of the three largest opening values (0
+        when nothing stands out).
     alarm : bool
-        The frame alone is alarming (before the persistence rule).
+        The frame alone is alarming (it holds at least one site).
     onset : bool
         Onset declared (at this or an earlier frame); stays True once declared.
     onset_time : float or None
         ``t_min`` of the frame at which onset was declared, None before.
     sites : ndarray, shape (K, 2), float
-        Predicted crack sites (row, col), px in the frame, strongest first; shape (0, 2)
-        when none.
+        Predicted crack sites (row, col), px in the reference frame, strongest first;
+        shape (0, 2) when none.
+    site_jump_px : ndarray, shape (K,), float
+        Opening (tensile jump of the residual field) at each site, px.
     site_z : ndarray, shape (K,), float
-        Combined z-score of each site.
+        Robust z-score of each site.
     mask : ndarray, shape (H, W), bool
         Predicted crack zone (the kept hot grid cells painted onto the frame).
     background : ndarray, shape (2, 3), float
-        Removed affine background motion ``u = B @ [1, row - row0, col - col0]``:
-        column 0 the translation (px) at ``background_centre``, columns 1-2 the
-        displacement gradient (px/px; uniform shrinkage shows as negative diagonal).
+        Removed background motion ``u = B @ [1, row - row0, col - col0]``: column 0 the
+        translation (px) at ``background_centre``, columns 1-2 the displacement gradient
+        (px/px; uniform shrinkage shows as negative diagonal).
     background_centre : ndarray, shape (2,), float
         (row0, col0), px.
-    jump_map, strain_map, zncc_drop_map, z_map : ndarray, shape (R, C), float
-        Evidence on the DIC grid (see `FieldEvidence`).
+    jump_map : ndarray, shape (R, C), float
+        Opening across each grid point, px (`correlation.opening_map`; NaN where no pair
+        of trusted points).
+    z_map : ndarray, shape (R, C), float
+        Robust z-score of `jump_map`.
+    residual : ndarray, shape (R, C, 2), float
+        Accumulated displacement minus the background, px (NaN where not trusted).
     grid_points : ndarray, shape (R, C, 2), float
         (row, col) px of the grid points.
     z_max : float
-        Largest combined z-score.
+        Largest z-score.
     n_hot : int
-        Number of grid points with z above the threshold.
-    median, mad : ndarray, shape (3,), float
-        Robust centre and scale (jump px, strain, ZNCC drop).
+        Number of grid points with z and opening above threshold.
+    median, scale : float
+        Robust centre and scale (px) the opening was judged against.
     consecutive : int
         Number of consecutive alarming frames up to this one.
     valid_fraction : float
         Fraction of grid points with a trusted displacement.
+    reference_updates : int
+        Times the correlation reference moved on so far.
     max_jump_um : float or None
-        Largest residual jump in um (None when ``um_per_px`` was not given).
+        Largest opening in um (None when ``um_per_px`` was not given).
     """
 
     t_min: float
@@ -148,307 +95,23 @@ class OnsetEstimate:
     onset: bool
     onset_time: float | None
     sites: NDArray[np.float64]
+    site_jump_px: NDArray[np.float64]
     site_z: NDArray[np.float64]
     mask: NDArray[np.bool_]
     background: NDArray[np.float64]
     background_centre: NDArray[np.float64]
     jump_map: NDArray[np.float64]
-    strain_map: NDArray[np.float64]
-    zncc_drop_map: NDArray[np.float64]
     z_map: NDArray[np.float64]
+    residual: NDArray[np.float64]
     grid_points: NDArray[np.float64]
     z_max: float
     n_hot: int
-    median: NDArray[np.float64]
-    mad: NDArray[np.float64]
+    median: float
+    scale: float
     consecutive: int
     valid_fraction: float
-    max_jump_um: float | None = field(default=None)
-
-
-# --------------------------------------------------------------------------- core maths
-
-
-def fit_affine_background(points: NDArray, displacement: NDArray, *, weights: NDArray | None = None,
-                          n_iter: int = 10, tuning: float = 4.685
-                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Robust affine fit ``u = B @ [1, row - row0, col - col0]`` (Tukey-biweight IRLS).
-
-    Parameters
-    ----------
-    points : ndarray, shape (N, 2)
-        (row, col), px.
-    displacement : ndarray, shape (N, 2)
-        Displacement (row, col), px; NaN rows are ignored.
-    weights : ndarray, shape (N,), optional
-        Prior weights (0 excludes a point).
-    n_iter : int, optional
-        IRLS iterations.
-    tuning : float, optional
-        Tukey biweight constant, in robust standard deviations of the residual norm.
-
-    Returns
-    -------
-    params : ndarray, shape (2, 3)
-        B, px (column 0) and px/px (columns 1-2).
-    centre : ndarray, shape (2,)
-        (row0, col0), px (the mean of the used points).
-    w : ndarray, shape (N,)
-        Final robust weights (0 for ignored points).
-
-    Notes
-    -----
-    Starts from the least-squares fit on the points with a finite displacement; each
-    iteration reweights with the Tukey biweight of the residual norm scaled by 1.4826
-    times its median (floored at 1e-3 px), so crack bands (a minority of the points)
-    and DIC outliers do not bias the background.
-    """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    u = np.asarray(displacement, dtype=np.float64).reshape(-1, 2)
-    ok = np.all(np.isfinite(u), axis=1) & np.all(np.isfinite(pts), axis=1)
-    if u.shape != pts.shape:
-        raise ValueError(f"displacement: expected shape {pts.shape} like points, found {u.shape}")
-    w0 = np.ones(len(pts)) if weights is None else np.asarray(weights, dtype=np.float64).ravel().copy()
-    if w0.shape != (len(pts),):
-        raise ValueError(f"weights: expected shape ({len(pts)},), found {w0.shape}")
-    w0[~ok] = 0.0
-    params = np.zeros((2, 3))
-    if np.count_nonzero(w0 > 0) < 3:
-        centre = np.nanmean(pts, axis=0) if len(pts) else np.zeros(2)
-        if np.any(ok):
-            params[:, 0] = np.median(u[ok], axis=0)
-        return params, centre, w0
-    centre = np.average(pts[w0 > 0], axis=0)
-    design = np.column_stack([np.ones(len(pts)), pts - centre])
-    uu = np.where(ok[:, None], u, 0.0)
-    w = w0.copy()
-    for _ in range(max(int(n_iter), 1)):
-        sw = np.sqrt(w)[:, None]
-        sol, *_ = np.linalg.lstsq(design * sw, uu * sw, rcond=None)
-        params = sol.T
-        res = np.linalg.norm(uu - design @ sol, axis=1)
-        used = w0 > 0
-        scale = max(_MAD_TO_SIGMA * float(np.median(res[used])), 1e-3)
-        r = res / (tuning * scale)
-        w = w0 * np.where(r < 1.0, (1.0 - r * r) ** 2, 0.0)
-        if np.count_nonzero(w > 0) < 3:
-            w = w0 * (r < 3.0)
-    return params, centre, w
-
-
-def _jump(u: NDArray) -> tuple[NDArray, NDArray]:
-    """Max over the 4-neighbourhood of |u_i - u_j| and the argmax neighbour offset."""
-    R, C = u.shape[:2]
-    best = np.full((R, C), np.nan)
-    off = np.zeros((R, C, 2))
-    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        nb = np.full_like(u, np.nan)
-        rs = slice(max(dr, 0), R + min(dr, 0))
-        rd = slice(max(-dr, 0), R + min(-dr, 0))
-        cs = slice(max(dc, 0), C + min(dc, 0))
-        cd = slice(max(-dc, 0), C + min(-dc, 0))
-        nb[rd, cd] = u[rs, cs]
-        d = np.linalg.norm(nb - u, axis=-1)
-        better = np.isfinite(d) & ~(d <= best)  # NaN best counts as smaller
-        best = np.where(better, d, best)
-        off[better] = (dr, dc)
-    return best, off
-
-
-def _max_principal_strain(u: NDArray, spacing: tuple[float, float]) -> NDArray:
-    """Maximum principal small strain of a grid displacement field (NaN-aware)."""
-    dr, dc = spacing
-    R, C = u.shape[:2]
-    if R < 2 or C < 2:
-        return np.full((R, C), np.nan)
-    dur = np.gradient(u, dr, axis=0)  # d u / d row, (R, C, 2)
-    duc = np.gradient(u, dc, axis=1)
-    exx = dur[..., 0]
-    eyy = duc[..., 1]
-    exy = 0.5 * (duc[..., 0] + dur[..., 1])
-    mean = 0.5 * (exx + eyy)
-    return mean + np.sqrt((0.5 * (exx - eyy)) ** 2 + exy**2)
-
-
-def _robust_z(values: NDArray, floor: float, cap: float) -> tuple[NDArray, float, float, float]:
-    """(x - median) / clip(1.4826 MAD, floor, cap) over the finite values.
-
-    Returns z, the median, the scale used and the raw (unclipped) scaled MAD.
-    """
-    fin = values[np.isfinite(values)]
-    if fin.size == 0:
-        return np.full(values.shape, np.nan), float("nan"), float(floor), float("nan")
-    med = float(np.median(fin))
-    raw = _MAD_TO_SIGMA * float(np.median(np.abs(fin - med)))
-    scale = max(min(raw, float(cap)), float(floor))
-    z = np.clip((values - med) / scale, -_Z_CAP, _Z_CAP)
-    return z, med, scale, raw
-
-
-def _grid_spacing(grid: NDArray) -> tuple[float, float]:
-    R, C = grid.shape[:2]
-    dr = float(np.median(np.diff(grid[:, :, 0], axis=0))) if R > 1 else 1.0
-    dc = float(np.median(np.diff(grid[:, :, 1], axis=1))) if C > 1 else 1.0
-    return (dr if dr > 0 else 1.0), (dc if dc > 0 else 1.0)
-
-
-def assess_field(points: NDArray, displacement: NDArray, zncc: NDArray | None = None,
-                 converged: NDArray | None = None, *, grid_shape: tuple[int, int],
-                 z_threshold: float = 6.0, min_points: int = 3, min_sites: int = 1,
-                 site_separation: float = 31.0, min_zncc: float = 0.5,
-                 jump_floor_px: float = 0.02, strain_floor: float = 0.002,
-                 zncc_floor: float = 0.01, weights: tuple[float, float, float] = (0.5, 1.0, 0.5),
-                 background: str = "affine", scale_cap: NDArray | None = None) -> FieldEvidence:
-    """Localisation evidence of crack precursors in one displacement field.
-
-    Parameters
-    ----------
-    points : ndarray, shape (N, 2)
-        Grid points (row, col), px, in row-major order of a regular grid ``grid_shape``.
-    displacement : ndarray, shape (N, 2)
-        Displacement (row, col), px (NaN where unknown).
-    zncc : ndarray, shape (N,), optional
-        Correlation quality per point; None means perfect (ground truth).
-    converged : ndarray, shape (N,), bool, optional
-        DIC convergence per point; None means all converged.
-    grid_shape : tuple of int
-        (R, C) with ``R * C == N``.
-    z_threshold : float, optional
-        Combined z above which a grid point is hot.
-    min_points : int, optional
-        Smallest cluster (8-connected hot grid points) kept as a crack candidate; also
-        the number of top z-scores averaged into the score.
-    min_sites : int, optional
-        Sites needed for an alarming frame.
-    site_separation : float, optional
-        Minimum distance between two sites, px (non-maximum suppression).
-    min_zncc : float, optional
-        Displacements of points below this ZNCC are not trusted (their ZNCC drop still
-        counts as evidence).
-    jump_floor_px, strain_floor, zncc_floor : float, optional
-        Floors of the robust scales of the three maps (noise floors; they keep the
-        z-scores finite on a noiseless or flickering sequence).
-    weights : tuple of 3 float, optional
-        Weights of the jump, strain and ZNCC-drop z-scores in the combined z: the
-        combined z is ``max(w_j z_j, w_s z_s, w_z z_z)``.
-    background : {"affine", "rigid", "none"}, optional
-        Background motion removed before the maps are built.
-    scale_cap : array_like of 3 float, optional
-        Upper bounds of the robust scales (jump, strain, ZNCC drop), e.g. a multiple of
-        the noise measured on crack-free frames.  A dense precursor network covers most
-        of the frame and inflates the frame's MAD; the cap keeps the z-scores in units of
-        the measurement noise.  None: no cap.
-
-    Returns
-    -------
-    FieldEvidence
-
-    Raises
-    ------
-    ValueError
-        On inconsistent shapes (the message names the argument).
-    """
-    R, C = (int(v) for v in grid_shape)
-    n = R * C
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.shape != (n, 2):
-        raise ValueError(f"points: expected shape ({n}, 2) for grid_shape {grid_shape}, found {pts.shape}")
-    u = np.asarray(displacement, dtype=np.float64)
-    if u.shape != (n, 2):
-        raise ValueError(f"displacement: expected shape ({n}, 2), found {u.shape}")
-    q = np.ones(n) if zncc is None else np.asarray(zncc, dtype=np.float64).ravel()
-    if q.shape != (n,):
-        raise ValueError(f"zncc: expected shape ({n},), found {np.shape(zncc)}")
-    cv = np.ones(n, dtype=bool) if converged is None else np.asarray(converged, dtype=bool).ravel()
-    if cv.shape != (n,):
-        raise ValueError(f"converged: expected shape ({n},), found {np.shape(converged)}")
-    if background not in ("affine", "rigid", "none"):
-        raise ValueError(f"background: expected 'affine', 'rigid' or 'none', found {background!r}")
-
-    valid = cv & np.all(np.isfinite(u), axis=1) & np.isfinite(q) & (q >= min_zncc)
-    uv = np.where(valid[:, None], u, np.nan)
-    if background == "affine":
-        params, centre, _ = fit_affine_background(pts, uv)
-    else:
-        centre = np.nanmean(pts, axis=0)
-        params = np.zeros((2, 3))
-        if background == "rigid" and np.any(valid):
-            params[:, 0] = np.median(u[valid], axis=0)
-    model = np.column_stack([np.ones(n), pts - centre]) @ params.T
-    res = (uv - model).reshape(R, C, 2)
-    grid = pts.reshape(R, C, 2)
-
-    jump, off = _jump(res)
-    strain = _max_principal_strain(res, _grid_spacing(grid))
-    qg = np.where(np.isfinite(q), q, np.nan).reshape(R, C)
-    q_med = float(np.nanmedian(qg)) if np.any(np.isfinite(qg)) else 1.0
-    drop = q_med - qg
-
-    caps = np.full(3, np.inf) if scale_cap is None else np.asarray(scale_cap, dtype=np.float64).ravel()
-    if caps.shape != (3,):
-        raise ValueError(f"scale_cap: expected 3 values (jump, strain, ZNCC drop), found {np.shape(scale_cap)}")
-    caps = np.where(np.isfinite(caps), caps, np.inf)
-    zj, mj, sj, rj = _robust_z(jump, jump_floor_px, caps[0])
-    zs, ms, ss, rs = _robust_z(strain, strain_floor, caps[1])
-    zq, mq, sq, rq = _robust_z(drop, zncc_floor, caps[2])
-    wj, ws, wq = weights
-    stack = np.stack([wj * zj, ws * zs, wq * zq])
-    with np.errstate(invalid="ignore"):
-        z = np.nanmax(np.where(np.isfinite(stack), stack, -np.inf), axis=0)
-    z[~np.isfinite(z)] = np.nan
-
-    zf = np.where(np.isfinite(z), z, -np.inf)
-    above = zf > z_threshold
-    lab, nlab = ndimage.label(above, structure=np.ones((3, 3), dtype=bool))
-    if nlab:
-        sizes = np.bincount(lab.ravel(), minlength=nlab + 1)
-        keep = sizes >= max(int(min_points), 1)
-        keep[0] = False
-        hot = keep[lab]
-    else:
-        hot = np.zeros((R, C), dtype=bool)
-
-    # sites: local maxima of z inside kept clusters, refined to the middle of the jump
-    dr, dc = _grid_spacing(grid)
-    rad = max(int(np.floor(site_separation / max(min(dr, dc), 1e-9))), 0)
-    size = 2 * rad + 1
-    peak = (zf == ndimage.maximum_filter(zf, size=size, mode="constant", cval=-np.inf)) & hot
-    idx = np.argwhere(peak)
-    order = np.argsort(-zf[peak], kind="stable")
-    idx = idx[order]
-    sites_l: list[NDArray] = []
-    zs_l: list[float] = []
-    for i, j in idx:
-        di, dj = off[i, j]
-        p = grid[i, j].copy()
-        ni, nj = int(i + di), int(j + dj)
-        if (di or dj) and 0 <= ni < R and 0 <= nj < C and np.isfinite(jump[i, j]):
-            p = 0.5 * (grid[i, j] + grid[ni, nj])
-        if any(np.hypot(*(p - s)) < site_separation for s in sites_l):
-            continue
-        sites_l.append(p)
-        zs_l.append(float(zf[i, j]))
-    sites = np.array(sites_l, dtype=np.float64).reshape(-1, 2)
-    site_z = np.array(zs_l, dtype=np.float64)
-
-    fin = zf[np.isfinite(zf)]
-    k = max(int(min_points), 1)
-    if fin.size:
-        top = np.sort(fin)[-k:]
-        score = float(np.mean(top))
-        z_max = float(fin.max())
-    else:
-        score = z_max = float("nan")
-    n_hot = int(np.count_nonzero(above))
-    alarm = bool(np.isfinite(score) and score > z_threshold and len(sites) >= max(int(min_sites), 1))
-    return FieldEvidence(z_map=z, jump_map=jump, strain_map=strain, zncc_drop_map=drop, residual=res,
-                         valid=valid.reshape(R, C), hot=hot, sites=sites, site_z=site_z,
-                         background=params, background_centre=np.asarray(centre, dtype=np.float64),
-                         score=score, z_max=z_max, n_hot=n_hot, median=np.array([mj, ms, mq]),
-                         mad=np.array([sj, ss, sq]), raw_mad=np.array([rj, rs, rq]), alarm=alarm)
-
-
-# --------------------------------------------------------------------------- detector
+    reference_updates: int = 0
+    max_jump_um: float | None = None
 
 
 def _check_frame(name: str, image: object, shape: tuple[int, int] | None = None) -> NDArray:
@@ -482,7 +145,7 @@ def _positive(name: str, value: object, *, integer: bool = False, minimum: float
 
 
 class OnsetDetector:
-    """Streaming crack-onset detector: DIC of each frame against a reference frame.
+    """Streaming crack-onset detector: cumulative DIC of each frame against a reference.
 
     Parameters
     ----------
@@ -494,31 +157,43 @@ class OnsetDetector:
         DIC grid step, px.
     um_per_px : float, optional
         Pixel size, um; only used to report `OnsetEstimate.max_jump_um`.
-    background : {"affine", "rigid", "none"}, optional
+    background : {"affine", "rigid", "translation", "none"}, optional
         Background motion removed by a robust fit before localisation: "affine" discounts
-        camera shake (translation, small rotation) and uniform shrinkage / stretch.
+        camera shake and drift (translation, small rotation) and uniform shrinkage.
     z_threshold : float, optional
-        Robust z-score above which a grid point is hot and a frame's score is alarming.
-    min_points : int, optional
-        Smallest cluster of hot grid points (8-connected) kept as a crack candidate.
-    min_sites : int, optional
-        Number of candidate sites a frame needs to be alarming.
+        Robust z-score above which a grid point is hot.
+    min_jump_px : float, optional
+        Opening a hot grid point must also exceed, px: five times the DIC noise floor of
+        ~0.01 px per point.  With the default 31 px subsets a precursor opening across a
+        crack, spread over a band of 20-40 px, shows as a jump of 0.35-0.9 times the
+        opening between the grid points on either side.
+    min_cells : int, optional
+        Smallest cluster of hot grid points (8-connected) kept as a site (a crack is a
+        line; isolated points are texture artefacts).
     persistence : int, optional
         Consecutive alarming frames needed to declare onset (latched afterwards).
+    baselines : tuple of int, optional
+        Baselines of the opening map, grid steps (even).
+    along : int, optional
+        Half length, grid steps, of the average of the opening along the crack line
+        (`correlation.opening_map`): the noise of 7 points averages down by ~2.5.
     baseline_frames : int, optional
-        Number of first frames whose robust scales (noise level of the three maps) set
-        the scale cap for the later frames.
+        Number of first quiet frames whose robust centre and scale set the caps.
     baseline_inflation : float, optional
-        The scale cap is this multiple of the largest baseline scale (the floors still
-        apply below the cap).
-    jump_floor_px, strain_floor, zncc_floor : float, optional
-        Noise floors of the robust scales (px, strain, ZNCC).
-    weights : tuple of 3 float, optional
-        Weights of the jump, strain and ZNCC-drop z-scores (combined z is their max).
-    min_zncc : float, optional
-        ZNCC quality gate of the DIC (points below it carry no displacement).
+        The caps are this multiple of the largest quiet-frame centre and scale, times the
+        square root of the growth of the correlation's residual variance since then (the
+        DIC random error grows with it).
+    jump_floor_px : float, optional
+        Lower bound of the robust scale of the opening map, px (noiseless frames).
     site_separation : float, optional
         Minimum distance between predicted sites, px; default ``subset_size``.
+    update_residual_ratio : float, optional
+        The reference moves on when the median ``1 - zncc`` exceeds this multiple of its
+        value in the first frame (the texture changed, e.g. the drying surface; a
+        half-pixel shift of real, aliased texture alone raises it up to ~4x, and every
+        update adds its correlation error to the accumulated field, so updates are rare).
+    update_valid_drop : float, optional
+        ... or when the share of trusted points falls by more than this.
 
     Raises
     ------
@@ -527,33 +202,26 @@ class OnsetDetector:
 
     Notes
     -----
-    Per frame (`update`): DIC on a regular grid against the reference; a Tukey-biweight
-    IRLS affine fit of the displacement is removed (camera shake, uniform shrinkage,
-    like the uniform 5 um artefact discounted in the CT study); from the residual field
-    three maps are built: the displacement jump (max over the 4-neighbourhood of
-    ``|u_i - u_j|``), the maximum principal strain (finite differences), and the ZNCC
-    drop below the frame's median ZNCC.  Each is turned into a robust z-score
-    ``(x - median) / s`` with ``s = 1.4826 MAD`` over the frame, floored by a noise floor
-    and, after ``baseline_frames`` frames, capped at ``baseline_inflation`` times the
-    baseline scale (a precursor network covers most of a densely cracking frame and
-    would otherwise inflate the MAD).  The combined z is the max of the weighted
-    z-scores.  Hot points (z > ``z_threshold``) in clusters of >= ``min_points`` are
-    candidate crack zones; sites are the local maxima of z (at least
-    ``site_separation`` apart), each moved to the middle between the point and the
-    neighbour across its largest jump.  The score is the mean of the ``min_points``
-    largest z.  A frame is alarming when the score exceeds ``z_threshold`` with at least
-    ``min_sites`` sites; onset is declared after ``persistence`` consecutive alarming
-    frames and stays declared.
-
-    The precursor is a tensile line (positive maximum principal strain) between two
-    compressed cells; flicker changes neither the displacement nor (ZNCC being
-    gain-invariant) the ZNCC, and the ZNCC drop is relative to the frame's median with a
-    floored scale, so uniform decorrelation (noise, blur) does not raise it.
+    Per frame (`update`): DIC (`vision.correlate` defaults: quintic B-splines, Gaussian
+    prefilter, noise-aware gate) of the tracked grid points against the current reference,
+    accumulated since the first reference; a robust affine background (Tukey IRLS) is
+    removed; the opening map is the largest tensile jump across each grid point over the
+    grid axes and diagonals at baselines of 2 and 4 steps, averaged over 7 grid points
+    along the crack line; robust z-scores
+    ``(J - median) / s`` with ``s`` the one-sided lower-half MAD, floored at
+    `jump_floor_px` and, after `baseline_frames` quiet frames, the centre and scale capped
+    at `baseline_inflation` times theirs, followed with the correlation's residual
+    variance (a precursor network covering most of a frame must not inflate its own
+    scale); hot points (z and opening above threshold) in
+    clusters of >= `min_cells` hold the sites (local maxima, `site_separation` apart).
+    Flicker and illumination gradients change neither the displacement nor (ZNCC being
+    invariant to a gain and offset) the correlation quality.
 
     References
     ----------
     Dawson et al., EES Batteries (2026), DOI 10.1039/d5eb00201j (DVC of drying coatings:
-    displacement above background before cracks are visible).
+    displacement above background before cracks are visible; reference scan before
+    cracking, deformed scans after).
 
     Examples
     --------
@@ -564,12 +232,11 @@ class OnsetDetector:
     """
 
     def __init__(self, reference: NDArray, *, subset_size: int = 31, step: int = 10,
-                 um_per_px: float | None = None, background: str = "affine",
-                 z_threshold: float = 6.0, min_points: int = 3, min_sites: int = 1,
-                 persistence: int = 2, baseline_frames: int = 2, baseline_inflation: float = 2.0,
-                 jump_floor_px: float = 0.02, strain_floor: float = 0.002, zncc_floor: float = 0.01,
-                 weights: tuple[float, float, float] = (0.5, 1.0, 0.5), min_zncc: float = 0.5,
-                 site_separation: float | None = None) -> None:
+                 um_per_px: float | None = None, background: str = "affine", z_threshold: float = 8.0,
+                 min_jump_px: float = 0.05, min_cells: int = 3, persistence: int = 1,
+                 baselines: tuple[int, ...] = (2, 4), along: int = 3, baseline_frames: int = 2,
+                 baseline_inflation: float = 1.25, jump_floor_px: float = 0.003, site_separation: float | None = None,
+                 update_residual_ratio: float = 8.0, update_valid_drop: float = 0.15) -> None:
         ref = _check_frame("reference", reference)
         subset = int(_positive("subset_size", subset_size, integer=True, minimum=7, allow_zero=True))
         if subset % 2 == 0:
@@ -581,34 +248,39 @@ class OnsetDetector:
         self._step = int(_positive("step", step, integer=True, minimum=1, allow_zero=True))
         self._subset = subset
         self._um_per_px = None if um_per_px is None else _positive("um_per_px", um_per_px)
-        if background not in ("affine", "rigid", "none"):
-            raise ValueError(f"background: expected 'affine', 'rigid' or 'none', found {background!r}")
+        if background not in _BACKGROUNDS:
+            raise ValueError(f"background: expected one of {_BACKGROUNDS}, found {background!r}")
         self._background = background
         self._z = _positive("z_threshold", z_threshold)
-        self._min_points = int(_positive("min_points", min_points, integer=True, minimum=1, allow_zero=True))
-        self._min_sites = int(_positive("min_sites", min_sites, integer=True, minimum=1, allow_zero=True))
+        self._min_jump = _positive("min_jump_px", min_jump_px, allow_zero=True)
+        self._min_cells = int(_positive("min_cells", min_cells, integer=True, minimum=1, allow_zero=True))
         self._persistence = int(_positive("persistence", persistence, integer=True, minimum=1, allow_zero=True))
+        try:
+            self._baselines = tuple(int(b) for b in baselines)
+        except (TypeError, ValueError):
+            raise ValueError(f"baselines: expected even grid steps, found {baselines!r}") from None
+        if not self._baselines or any(b <= 0 or b % 2 for b in self._baselines):
+            raise ValueError(f"baselines: expected positive even grid steps, found {baselines!r}")
+        self._along = int(_positive("along", along, integer=True, allow_zero=True))
         self._baseline_frames = int(_positive("baseline_frames", baseline_frames, integer=True, allow_zero=True))
         self._inflation = _positive("baseline_inflation", baseline_inflation, minimum=1.0, allow_zero=True)
-        self._floors = (_positive("jump_floor_px", jump_floor_px), _positive("strain_floor", strain_floor),
-                        _positive("zncc_floor", zncc_floor))
-        try:
-            w = tuple(float(v) for v in weights)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"weights: expected 3 non-negative numbers, found {weights!r}") from exc
-        if len(w) != 3 or not all(np.isfinite(v) and v >= 0 for v in w) or sum(w) == 0:
-            raise ValueError(f"weights: expected 3 non-negative numbers (not all 0), found {weights!r}")
-        self._weights = w
-        if not (isinstance(min_zncc, (int, float)) and -1.0 <= float(min_zncc) < 1.0):
-            raise ValueError(f"min_zncc: expected a number in [-1, 1), found {min_zncc!r}")
-        self._min_zncc = float(min_zncc)
-        self._separation = float(subset) if site_separation is None else _positive("site_separation", site_separation)
+        self._floor = _positive("jump_floor_px", jump_floor_px)
+        self._separation = float(subset) if site_separation is None else _positive("site_separation",
+                                                                                   site_separation)
+        ratio = _positive("update_residual_ratio", update_residual_ratio, minimum=1.0)
+        drop = _positive("update_valid_drop", update_valid_drop, allow_zero=True)
         self._reference = np.array(ref, copy=True)
         self._reference.setflags(write=False)
+        self._points, self._grid_shape = default_grid(ref.shape, subset // 2, self._step)
+        if len(self._points) < 9:
+            raise ValueError(f"reference: shape {ref.shape} gives fewer than 9 grid points at step {self._step}")
+        self._tracker = ReferenceTracker(self._reference, correlate=partial(_correlate, subset_size=subset,
+                                                                            step=self._step),
+                                         points=self._points, grid_shape=self._grid_shape,
+                                         update_residual_ratio=ratio, update_valid_drop=drop)
         # streaming state
         self._n_frames = 0
-        self._baseline: list[NDArray] = []
-        self._cap: NDArray | None = None
+        self._noise = QuietNoise(frames=self._baseline_frames, inflation=self._inflation, floor=self._floor)
         self._consecutive = 0
         self._onset_time: float | None = None
         self._last_t: float | None = None
@@ -616,7 +288,7 @@ class OnsetDetector:
     # ----------------------------------------------------------------- properties
     @property
     def reference(self) -> NDArray:
-        """The reference frame (read-only)."""
+        """The first reference frame (read-only)."""
         return self._reference
 
     @property
@@ -635,13 +307,6 @@ class OnsetDetector:
         return self._n_frames
 
     # ----------------------------------------------------------------- core
-    def _correlate(self, frame: NDArray):
-        from ._correlate import correlate
-
-        res = correlate(self._reference, frame, subset_size=self._subset, step=self._step,
-                        zncc_threshold=self._min_zncc)
-        return res.points, res.displacement, res.zncc, res.converged, res.grid_shape
-
     def update(self, frame: NDArray, t_min: float) -> OnsetEstimate:
         """Process one frame.
 
@@ -664,21 +329,13 @@ class OnsetDetector:
         """
         img = _check_frame("frame", frame, self._reference.shape)
         t = self._check_time(t_min)
-        points, disp, zncc, conv, grid_shape = self._correlate(img)
-        return self.update_field(points, disp, zncc, conv, t_min=t, grid_shape=grid_shape)
-
-    def _check_time(self, t_min: float) -> float:
-        if isinstance(t_min, bool) or not isinstance(t_min, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(float(t_min)):
-            raise ValueError(f"t_min: expected a finite time in minutes, found {t_min!r}")
-        t = float(t_min)
-        if self._last_t is not None and t < self._last_t:
-            raise ValueError(f"t_min: {t} goes back in time (previous frame at {self._last_t})")
-        return t
+        tf = self._tracker.track(img)
+        self._noise.observe(tf.result, tf.reference_updated)
+        return self._assess(self._points, tf.displacement, tf.converged, t, self._grid_shape,
+                            self._tracker.n_updates)
 
     def update_field(self, points: NDArray, displacement: NDArray, zncc: NDArray | None = None,
-                     converged: NDArray | None = None, *, t_min: float,
-                     grid_shape: tuple[int, int]) -> OnsetEstimate:
+                     converged: NDArray | None = None, *, t_min: float, grid_shape: tuple[int, int]) -> OnsetEstimate:
         """Process one displacement field (DIC output or ground truth) of a frame.
 
         Parameters
@@ -688,9 +345,9 @@ class OnsetDetector:
         displacement : ndarray, shape (N, 2)
             Displacement relative to the reference (row, col), px; NaN where unknown.
         zncc : ndarray, shape (N,), optional
-            Correlation quality (None: perfect).
+            Correlation quality; points with a NaN ZNCC are not trusted (None: all).
         converged : ndarray, shape (N,), bool, optional
-            DIC status (None: all converged).
+            Trusted points (None: all finite ones).
         t_min : float
             Process time, min.
         grid_shape : tuple of int
@@ -705,32 +362,76 @@ class OnsetDetector:
         ValueError
             On inconsistent shapes or a bad time (the message names the argument).
         """
+        R, C = (int(v) for v in grid_shape)
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.shape != (R * C, 2):
+            raise ValueError(f"points: expected shape ({R * C}, 2) for grid_shape {grid_shape}, found {pts.shape}")
+        u = np.asarray(displacement, dtype=np.float64)
+        if u.shape != pts.shape:
+            raise ValueError(f"displacement: expected shape {pts.shape}, found {u.shape}")
+        ok = np.ones(len(pts), dtype=bool) if converged is None else np.asarray(converged, dtype=bool).ravel()
+        if ok.shape != (len(pts),):
+            raise ValueError(f"converged: expected shape ({len(pts)},), found {np.shape(converged)}")
+        if zncc is not None:
+            q = np.asarray(zncc, dtype=np.float64).ravel()
+            if q.shape != (len(pts),):
+                raise ValueError(f"zncc: expected shape ({len(pts)},), found {np.shape(zncc)}")
+            ok = ok & np.isfinite(q)
         t = self._check_time(t_min)
-        ev = assess_field(points, displacement, zncc, converged, grid_shape=grid_shape,
-                          z_threshold=self._z, min_points=self._min_points, min_sites=self._min_sites,
-                          site_separation=self._separation, min_zncc=self._min_zncc,
-                          jump_floor_px=self._floors[0], strain_floor=self._floors[1],
-                          zncc_floor=self._floors[2], weights=self._weights,
-                          background=self._background, scale_cap=self._cap)
+        return self._assess(pts, u, ok & np.all(np.isfinite(u), axis=1), t, (R, C), 0)
+
+    def _check_time(self, t_min: float) -> float:
+        if isinstance(t_min, bool) or not isinstance(t_min, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(float(t_min)):
+            raise ValueError(f"t_min: expected a finite time in minutes, found {t_min!r}")
+        t = float(t_min)
+        if self._last_t is not None and t < self._last_t:
+            raise ValueError(f"t_min: {t} goes back in time (previous frame at {self._last_t})")
+        return t
+
+    def _assess(self, pts: NDArray, disp: NDArray, valid: NDArray, t: float, grid_shape: tuple[int, int],
+                n_updates: int) -> OnsetEstimate:
+        n = len(pts)
+        u = np.where(valid[:, None], disp, np.nan)
+        params = np.zeros((2, 3))
+        centre = pts.mean(axis=0) if n else np.zeros(2)
+        residual = np.full((n, 2), np.nan)
+        if self._background == "none":
+            residual = u
+        elif valid.sum() >= 8:
+            fit = remove_background(pts, u, model=self._background, valid=valid)
+            residual = fit.residual
+            centre = fit.centre
+            params[:, 0] = fit.translation
+            params[:, 1:] = fit.matrix - np.eye(2)
+        res_grid = residual.reshape(*grid_shape, 2)
+        jump = opening_map(res_grid, plane_axes=(0, 1), baselines=self._baselines, along=self._along)
+        cap, centre_cap = self._noise.caps()
+        judged = judge_plane(jump, z_threshold=self._z, min_value=self._min_jump, floor=self._floor, cap=cap,
+                             centre_cap=centre_cap)
+        sites = find_sites(jump, judged.hot, min_cells=self._min_cells,
+                           separation_cells=self._separation / self._step)
+        grid = pts.reshape(*grid_shape, 2)
+        site_xy = grid[tuple(sites.index.T)] if len(sites.index) else np.zeros((0, 2))
+        alarm = len(sites.index) > 0
         self._last_t = t
         self._n_frames += 1
-        if self._cap is None and self._baseline_frames > 0 and not ev.alarm:
-            self._baseline.append(np.where(np.isfinite(ev.raw_mad), ev.raw_mad, 0.0))
-            if len(self._baseline) >= self._baseline_frames:
-                self._cap = self._inflation * np.max(self._baseline, axis=0)
-        self._consecutive = self._consecutive + 1 if ev.alarm else 0
+        self._noise.learn(judged, alarm)
+        self._consecutive = self._consecutive + 1 if alarm else 0
         if self._onset_time is None and self._consecutive >= self._persistence:
             self._onset_time = t
-        grid = np.asarray(points, dtype=np.float64).reshape(*grid_shape, 2)
-        mask = self._paint(ev.hot, grid)
-        max_jump = float(np.nanmax(ev.jump_map)) if np.any(np.isfinite(ev.jump_map)) else float("nan")
+        fin = np.isfinite(jump)
+        max_jump = float(np.nanmax(jump)) if fin.any() else float("nan")
+        zf = judged.z[np.isfinite(judged.z)]
         return OnsetEstimate(
-            t_min=t, score=ev.score, alarm=ev.alarm, onset=self.onset, onset_time=self._onset_time,
-            sites=ev.sites, site_z=ev.site_z, mask=mask, background=ev.background,
-            background_centre=ev.background_centre, jump_map=ev.jump_map, strain_map=ev.strain_map,
-            zncc_drop_map=ev.zncc_drop_map, z_map=ev.z_map, grid_points=grid, z_max=ev.z_max,
-            n_hot=ev.n_hot, median=ev.median, mad=ev.mad, consecutive=self._consecutive,
-            valid_fraction=float(ev.valid.mean()) if ev.valid.size else 0.0,
+            t_min=t, score=judged.score, alarm=alarm, onset=self.onset, onset_time=self._onset_time,
+            sites=np.asarray(site_xy, dtype=np.float64).reshape(-1, 2), site_jump_px=sites.strength,
+            site_z=judged.z[tuple(sites.index.T)] if len(sites.index) else np.zeros(0),
+            mask=self._paint(sites.hot, grid), background=params, background_centre=np.asarray(centre, float),
+            jump_map=jump, z_map=judged.z, residual=res_grid, grid_points=grid,
+            z_max=float(zf.max()) if zf.size else float("nan"), n_hot=int(judged.hot.sum()),
+            median=judged.median, scale=judged.scale, consecutive=self._consecutive,
+            valid_fraction=float(valid.mean()) if n else 0.0, reference_updates=int(n_updates),
             max_jump_um=None if self._um_per_px is None else max_jump * self._um_per_px)
 
     def _paint(self, hot: NDArray, grid: NDArray) -> NDArray[np.bool_]:
@@ -739,15 +440,16 @@ class OnsetDetector:
         mask = np.zeros((h, w), dtype=bool)
         if not hot.any():
             return mask
-        R, C = hot.shape
-        dr, dc = _grid_spacing(grid)
-        r0, c0 = grid[0, 0]
-        rows = np.arange(h)
-        cols = np.arange(w)
-        ir = np.rint((rows - r0) / dr).astype(int)
-        ic = np.rint((cols - c0) / dc).astype(int)
-        okr = (ir >= 0) & (ir < R) & (np.abs(rows - (r0 + np.clip(ir, 0, R - 1) * dr)) <= 0.5 * dr)
-        okc = (ic >= 0) & (ic < C) & (np.abs(cols - (c0 + np.clip(ic, 0, C - 1) * dc)) <= 0.5 * dc)
-        sub = hot[np.clip(ir, 0, R - 1)][:, np.clip(ic, 0, C - 1)]
-        mask[:] = sub & okr[:, None] & okc[None, :]
+        half = self._step / 2.0
+        for r, c in grid[hot]:
+            mask[max(int(np.floor(r - half)), 0):int(np.ceil(r + half)),
+                 max(int(np.floor(c - half)), 0):int(np.ceil(c + half))] = True
         return mask
+
+
+def _correlate(reference: NDArray, frame: NDArray, *, points: NDArray, mask: NDArray | None, subset_size: int,
+               step: int, initial_displacement: NDArray | None = None):
+    from ._correlate import correlate
+
+    return correlate(reference, frame, points=points, mask=mask, subset_size=subset_size, step=step,
+                     initial_displacement=initial_displacement)
