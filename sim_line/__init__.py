@@ -2,6 +2,7 @@
 
 from ._ct_series import CTSeries, ct_scan_series
 from ._config import LabConfig, LineConfig, SlurryConfig, load_lab, load_line, load_slurry
+from ._dvc_truth import CrackDisplacement, crack_displacement_truth
 from ._lab import LAB_COLUMNS, LabRun, dry_lab_sample, simulate_lab
 from ._line import Line, LineReadings, ZoneReading, ZoneSetpoint
 from ._pattern import CrackPattern, crack_pattern
@@ -14,6 +15,8 @@ from ._volume import VolumeLabel, VolumeRender, render_volume
 __all__ = [
     "CTSeries",
     "ct_scan_series",
+    "CrackDisplacement",
+    "crack_displacement_truth",
     "CrackPattern",
     "Line",
     "LineReadings",

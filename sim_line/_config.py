@@ -96,9 +96,10 @@ class FilmModel:
     crack_growth_end_depth_um: float = bounded(gt=0.0)
     surface_cif_ratio: float = bounded(gt=0.0, hi=5.0)
     base_cif_ratio: float = bounded(lo=0.0, hi=1.0)
-    precursor_opening_um: float = bounded(lo=0.0)
-    precursor_start_stress_fraction: float = bounded(lo=0.0, hi=0.99)
-    precursor_exponent: float = bounded(1.0, gt=0.0, hi=10.0)
+    precursor_opening_at_onset_um: float = bounded(lo=0.0, hi=100.0, doc="precursor opening (both sides) at the onset")
+    precursor_localisation_solvent_um: float = bounded(gt=0.0, hi=100.0, doc="solvent lost per e-fold of the precursor")
+    precursor_band_um: float = bounded(gt=0.0, hi=1000.0,
+                                       doc="width w of the precursor's strain band: tanh(d / w) ramp across a crack")
     delamination_delay_min_at_large_thickness: float = bounded(lo=0.0)
     delamination_delay_excess_min: float = bounded(lo=0.0)
     delamination_delay_thickness_scale_um: float = bounded(gt=0.0)
@@ -109,6 +110,19 @@ class FilmModel:
     bubble_cif_gain: float = bounded(lo=1.0, hi=10.0)
     bubble_growth_fraction: float = bounded(lo=0.0, hi=5.0)
     bubble_growth_min: float = bounded(gt=0.0)
+
+    #: keys of earlier versions and what replaced them (named in the error)
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        "precursor_opening_um": "the precursor localises as the film's forecast critical point approaches now: set "
+                                "precursor_opening_at_onset_um (the opening when the gap forms, both sides, um; 20 "
+                                "fits the published DVC) and precursor_localisation_solvent_um (sim_line/_physics.py)",
+        "precursor_start_stress_fraction": "the precursor no longer follows the current stress: it localises as the "
+                                           "forecast stress approaches the cracking stress; set "
+                                           "precursor_localisation_solvent_um (solvent lost per e-fold of the opening, um)",
+        "precursor_exponent": "the precursor no longer follows the current stress: it localises as the forecast stress "
+                              "approaches the cracking stress; set precursor_localisation_solvent_um "
+                              "(solvent lost per e-fold of the opening, um)",
+    }
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ._dvc_truth import first_crack
 from ._lab import LabRun, simulate_lab
-from ._pattern import crack_pattern
 from ._volume import VolumeRender, render_volume
 
 __all__ = ["CTSeries", "ct_scan_series"]
@@ -83,9 +83,8 @@ def ct_scan_series(gap_um: float, *, seed: int = 0, interval_min: float = 1.0, b
     first = run.snapshot_at(float(times[0]))
     v = max(voxel_um, (10.0 + first.solid_thickness_um + first.solvent_level_um) / (0.85 * shape[0]))
     fov = np.array(shape[1:]) * v
-    pat = crack_pattern(spacing_um=first.crack_spacing_um, extent_um=(600.0, 600.0), seed=seed)
-    mids = pat.midpoints_um
-    mid = mids[np.argmin(np.linalg.norm(mids - 300.0, axis=1))]
+    pat, k = first_crack(first.crack_spacing_um, seed)
+    mid = pat.midpoints_um[k]
     origin = (float(mid[0] - fov[0] / 2), float(mid[1] - fov[1] / 2))
     renders = tuple(render_volume(run.snapshot_at(float(t)), shape=shape, voxel_um=v, origin_um=origin, seed=seed,
                                   noise_std=noise_std, cif_reference="pattern") for t in times)

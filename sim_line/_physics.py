@@ -30,12 +30,53 @@ Model (units in names; the fitted values live in ``configs/slurry/*.yaml``):
   critical point (the multi-stage drying practice) avoids cracks.
 * Cracking: the film cracks when ``sigma >= sigma_crit = K / (Z sqrt(H))`` (critical
   cracking thickness ``h_c = (K / (Z sigma))^2``, Z = 1.4 as in the paper); stress above the
-  toughness is relieved by the cracks. Before the onset the two sides of each future crack
-  already move apart (precursor opening, from ``precursor_start_stress_fraction`` of the
-  cracking stress, growing as ``((sigma/sigma_crit - f0) / (1 - f0))^p``: damage localises only
-  close to the cracking stress). After onset the 3D CIF grows with the front's progress to its plateau
-  ``cif_max (1 - (h_c,min / H)^n)``; crack spacing ``k H_c``; delamination after a
-  thickness-dependent delay; a bubble concentrates stress and crack volume.
+  toughness is relieved by the cracks. After onset the 3D CIF grows with the front's progress
+  to its plateau ``cif_max (1 - (h_c,min / H)^n)``; crack spacing ``k H_c``; delamination
+  after a thickness-dependent delay; a bubble concentrates stress and crack volume.
+* Crack precursor (a derived quantity of the current state, `surface_fields`: nothing in the
+  drying or cracking reads it). Before any gap shows, the two sides of each future crack
+  already move apart (the published DVC: 1-2 um per side at the end of consolidation, 2 min
+  before the crack was visible). The opening is ``delta = delta_on L`` with a localisation
+  ``L`` in [0, 1] along the future crack paths, driven by a *forecast* of the stress the
+  film will carry, computed from its current state only (`precursor_forecast`):
+
+  - forecast stress ratio ``F = sigma_max(T) r(v_f) / sigma_crit(H_c)``: the full capillary
+    stress at the current film temperature, retained at the front speed the current
+    evaporation rate gives once the front is in the pores (``v_f = E / (1 - phi_c)``, the
+    speed of the pore-emptying stage), over the cracking stress of the consolidated layer
+    (the thickness the film will have at the critical point; film toughness and bubble
+    concentration included). ``F`` is what the stress model above reaches with the drive
+    saturated (``z_f >> z_c``) under today's drying conditions.
+  - solvent still to evaporate before the forecast stress reaches the cracking stress,
+    ``Lambda = s + (H - H_c) + (1 - phi_c) (z* - z_f)`` um of liquid (supernatant, the rest of
+    the consolidation, then the pores down to ``z* = -z_c ln(1 - 1/F)``, where the drive
+    ``sigma_max (1 - exp(-z/z_c)) r`` equals the cracking stress); infinite when ``F <= 1``.
+  - ``L = exp(-Lambda / Lambda_loc)`` where ``F > 1``, 0 where ``F <= 1``, and 1 from the
+    onset on: ``delta`` reaches ``delta_on`` (``precursor_opening_at_onset_um``) at the onset
+    and stays there beside the visible gap (the process-zone opening of the crack).
+
+  Assumptions and sources: strain localises only in films heading for cracking (``F > 1``:
+  the stress will exceed the strength; otherwise it stays diffuse), so sub-critical films
+  show none; the opening grows e-fold per ``Lambda_loc`` um of solvent lost (a progressive,
+  rate-independent localisation in the drying coordinate: the lead in minutes scales with
+  1 / evaporation rate, ~3-4 min in the lab, seconds on a line) and is continuous in ``F``
+  (``Lambda -> inf`` as ``F -> 1+``). Before the onset the opening is recoverable: when the
+  forecast recedes (e.g. the web enters a cooler zone before its critical point, the
+  multi-stage practice) the softened band unloads and closes, as a damaged continuum unloads
+  along its secant; only the crack (onset) is permanent. ``delta_on`` and ``Lambda_loc`` are
+  fitted to the published DVC of the 300 um sample (``python -m sim_line.calibrate``,
+  nmc622_nmp.yaml). ``F`` uses today's evaporation rate (the falling rate once the front is
+  deeper lowers the real stress by a few %, so the forecast errs early: lab films within ~2 %
+  of their cracking stress show a precursor without cracking). The renderers give the
+  precursor a closed-tip profile along each crack (``sin(pi s)``: largest mid-crack, as in
+  the DVC) and spread it across the crack line as a strain, not a gap: each side moves by
+  ``tanh(d / w)`` of ``delta / 2`` at distance d from the line, ``w = precursor_band_um``
+  (the damage band of a particulate film is a few particle diameters wide), so nothing
+  separates at the line (no void before the onset, none beside the gap afterwards) and
+  material a few w away moves apart by the full ``delta`` (`CrackPattern.opening_displacement`).
+  A DVC subvolume next to the crack therefore sees less than ``delta / 2``: ``delta_on`` is
+  fitted to what the exact field shows within one subvolume width (20 um) of the crack
+  (`sim_line._dvc_truth`).
 """
 
 from __future__ import annotations
@@ -47,10 +88,19 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _properties as props
-from ._config import SlurryConfig
+from ._config import FilmModel, SlurryConfig
 from ._snapshot import DryingPhase, FilmSnapshot
 
-__all__ = ["DryingEnvironment", "FilmState", "init_films", "snapshot", "step_films", "critical_thickness_um", "capillary_stress_max_kpa"]
+__all__ = [
+    "DryingEnvironment",
+    "FilmState",
+    "capillary_stress_max_kpa",
+    "critical_thickness_um",
+    "init_films",
+    "precursor_forecast",
+    "snapshot",
+    "step_films",
+]
 
 F = NDArray[np.float64]
 
@@ -244,6 +294,47 @@ def _cracking_stress_pa(slurry: SlurryConfig, toughness_pa_m05: F, thickness_um:
     return toughness_pa_m05 / (film.channel_crack_factor * np.sqrt(thickness_um * 1e-6)) / concentration
 
 
+def _retained_fraction(film: FilmModel, speed_um_s: F) -> F:
+    """Share of the capillary drive the binder network retains at front speed ``speed_um_s``, 0-1."""
+    sn = speed_um_s**film.stress_retention_exponent
+    return film.residual_stress_fraction + (1.0 - film.residual_stress_fraction) * sn / (
+        sn + film.stress_retention_speed_um_s**film.stress_retention_exponent
+    )
+
+
+def precursor_forecast(slurry: SlurryConfig, state: FilmState) -> tuple[F, F]:
+    """Forecast of each film's critical point from its current state (drives the precursor).
+
+    Parameters
+    ----------
+    slurry : SlurryConfig
+        Formulation and film model.
+    state : FilmState
+        Current state (its temperature and evaporation rate are today's drying conditions).
+
+    Returns
+    -------
+    stress_ratio : ndarray, shape (N,)
+        ``F = sigma_max(T) r(v_f) / sigma_crit(H_c)``: the stress the film will carry with the
+        capillary drive saturated, at the front speed ``v_f = E / (1 - phi_c)`` of the current
+        evaporation rate, over the cracking stress of the consolidated layer, dimensionless.
+    solvent_to_critical_um : ndarray, shape (N,)
+        ``Lambda``: solvent still to evaporate (liquid thickness, um) before the forecast
+        stress reaches the cracking stress; ``inf`` where ``F <= 1`` (never, at today's rate).
+    """
+    film = slurry.film
+    porosity = 1.0 - state.solids_um / state.consolidated_layer_um
+    v_f = state.evaporation_g_m2_s * 1e3 / slurry.solvent.density_kg_m3 / porosity
+    sigma_f = capillary_stress_max_kpa(slurry, state.temperature_c) * 1e3 * _retained_fraction(film, v_f)
+    sigma_c = _cracking_stress_pa(slurry, state.toughness_pa_m05, state.consolidated_layer_um, state.bubble_radius0_um)
+    ratio = sigma_f / sigma_c
+    heading = ratio > 1.0
+    z_star = -film.stress_buildup_depth_um * np.log1p(-1.0 / np.where(heading, ratio, 2.0))
+    solvent = (state.supernatant_um + (state.particle_layer_um - state.consolidated_layer_um)
+               + porosity * (z_star - state.front_depth_um))
+    return ratio, np.where(heading, np.maximum(solvent, 0.0), np.inf)
+
+
 def _evaporation_kg_m2_s(slurry: SlurryConfig, state: FilmState, env: DryingEnvironment, temperature_c: F) -> F:
     solvent = slurry.solvent
     psat = props.saturation_pressure_pa(solvent, temperature_c)
@@ -374,10 +465,7 @@ def step_films(
     )
     drive = np.where(np.isnan(state.dry_s), drive, state.drive_pa)  # dry: no more capillary drive
     speed = np.maximum(st["front_depth_um"] - state.front_depth_um, 0.0) / dt_s
-    sn = speed**film.stress_retention_exponent
-    retained = film.residual_stress_fraction + (1.0 - film.residual_stress_fraction) * sn / (
-        sn + film.stress_retention_speed_um_s**film.stress_retention_exponent
-    )
+    retained = _retained_fraction(film, speed)
     target = drive * retained
     relaxed = target + (state.stress_pa - target) * np.exp(-dt_s / film.stress_relaxation_time_s)
     sigma = np.maximum(np.where(target >= state.stress_pa, target, relaxed), 0.0)
@@ -426,7 +514,12 @@ def delamination_fraction(slurry: SlurryConfig, state: FilmState) -> F:
 
 
 def surface_fields(slurry: SlurryConfig, state: FilmState) -> dict[str, F]:
-    """Derived per-film quantities (crack widths, 2D CIF, precursor, porosity, stresses)."""
+    """Derived per-film quantities (crack widths, 2D CIF, precursor, porosity, stresses).
+
+    ``precursor_opening_um`` is ``precursor_opening_at_onset_um * L`` with the localisation
+    ``L = exp(-Lambda / Lambda_loc)`` of `precursor_forecast` (0 where ``F <= 1``, 1 once
+    cracked): relative opening of the two sides of a future crack of weight 1 at mid-length, um.
+    """
     film = slurry.film
     cif = state.cif_3d
     top = np.minimum(film.surface_cif_ratio * cif, 0.95)
@@ -436,9 +529,9 @@ def surface_fields(slurry: SlurryConfig, state: FilmState) -> dict[str, F]:
         exponent = np.where(cif > base + 1e-9, (top - base) / np.maximum(cif - base, 1e-9) - 1.0, 1.0)
     exponent = np.clip(exponent, 0.2, 20.0)
     sigma_crit = _cracking_stress_pa(slurry, state.toughness_pa_m05, state.particle_layer_um, state.bubble_radius0_um)
-    f0 = film.precursor_start_stress_fraction
-    pre = film.precursor_opening_um * np.clip((state.stress_pa / sigma_crit - f0) / (1.0 - f0), 0.0, 1.0) ** film.precursor_exponent
-    pre = np.where(state.cracked, film.precursor_opening_um, pre)
+    ratio, solvent_um = precursor_forecast(slurry, state)
+    localised = np.where(ratio > 1.0, np.exp(-solvent_um / film.precursor_localisation_solvent_um), 0.0)
+    pre = film.precursor_opening_at_onset_um * np.where(state.cracked, 1.0, localised)
     packing = state.solids_um / state.particle_layer_um
     return {
         "packing_fraction": packing,
@@ -479,6 +572,7 @@ def snapshot(slurry: SlurryConfig, state: FilmState, index: int, *, seed: int = 
         bubble_height_frac=0.5,
         particle_diameter_min_um=slurry.particle_diameter_min_um,
         particle_diameter_max_um=slurry.particle_diameter_max_um,
+        precursor_band_um=slurry.film.precursor_band_um,
         active_volume_share=slurry.active_volume_share,
         cracked=bool(state.cracked[i]),
         seed=int(seed),

@@ -53,8 +53,12 @@ class FilmSnapshot:
         Mean spacing of the mud-crack network (cell size), um. Set from the start
         (the pattern the film *will* form), so renderers can place the future cracks.
     precursor_opening_um : float
-        Relative in-plane displacement of the two sides of each future crack before
-        any gap is visible, um (both sides together; each side moves half of it).
+        Relative in-plane displacement of the two sides of each future crack (weight 1,
+        mid-length) before any gap is visible, um (both sides together; each side moves half
+        of it); closed at the crack tips (``sin(pi s)`` profile along the crack). It grows as
+        the film approaches its critical point and stays at its onset value beside the
+        visible gap afterwards (see `sim_line._physics`). It is a strain, not a gap: the
+        renderers spread it over a band of width ``precursor_band_um`` across the crack line.
     crack_width_um : float
         Mean visible gap width of the cracks at the top surface, um (0 before onset).
     cif_3d : float
@@ -75,6 +79,12 @@ class FilmSnapshot:
         Height of the bubble centre above the substrate, fraction of the solid layer.
     particle_diameter_min_um, particle_diameter_max_um : float
         Polydisperse active particle sizes, um.
+    precursor_band_um : float
+        Localisation width w of the precursor's strain band, um (``film.precursor_band_um``):
+        the precursor part of the displacement ramps up as ``tanh(d / w)`` with the distance
+        d from the crack line (`sim_line._pattern.precursor_ramp`), so nothing separates at
+        the line (no void) and material a few w away moves apart by the full
+        ``precursor_opening_um``.
     active_volume_share : float
         Share of the solids volume that is active material (the rest is CBD), 0-1.
     cracked : bool
@@ -104,6 +114,7 @@ class FilmSnapshot:
     bubble_height_frac: float = 0.5
     particle_diameter_min_um: float = 10.0
     particle_diameter_max_um: float = 20.0
+    precursor_band_um: float = 10.0
     active_volume_share: float = 0.673
     cracked: bool = False
     seed: int = 0

@@ -233,8 +233,13 @@ def render_surface(snapshot: FilmSnapshot, *, shape_px: tuple[int, int] = (512, 
     Notes
     -----
     Crack mechanics: the two sides of crack segment k move apart along its normal by
-    ``(precursor_opening_um + crack_width_um) * w_k * taper(s)`` in total (see
-    `CrackPattern.opening_displacement`), half each, decaying over ``band_um``.  The
+    ``w_k * (crack_width_um * taper(s) + precursor_opening_um * precursor_taper(s) * ramp(d))``
+    in total (see `CrackPattern.opening_displacement`), half each, decaying over
+    ``band_um`` with the distance d from the segment.  The gap part jumps at the crack
+    line and keeps half its width at the junctions; the precursor opens like a crack with
+    closed tips (``sin(pi s)``, largest mid-length) but is a strain, not a gap:
+    ``ramp(d) = tanh(d / snapshot.precursor_band_um)`` makes it continuous across the line
+    (no particle-free band before the onset nor beside the gap afterwards).  The
     displacement is exactly ``shift_px`` when both openings are zero.
 
     Visible gaps (only when ``crack_width_um > 0``) are dark bands centred on the
@@ -275,7 +280,10 @@ def render_surface(snapshot: FilmSnapshot, *, shape_px: tuple[int, int] = (512, 
     if not np.isfinite(band) or band <= 0:
         raise ValueError(f"band_um must be positive and finite, got {band_um!r}")
     px = float(um_per_px)
-    opening = float(snapshot.precursor_opening_um + snapshot.crack_width_um)
+    precursor = float(snapshot.precursor_opening_um)
+    pre_band = float(snapshot.precursor_band_um)
+    gap_opening = float(snapshot.crack_width_um)
+    opening = precursor + gap_opening
     dmin = float(snapshot.particle_diameter_min_um)
     dmax = float(snapshot.particle_diameter_max_um)
     shift_um = shift * px
@@ -291,14 +299,16 @@ def render_surface(snapshot: FilmSnapshot, *, shape_px: tuple[int, int] = (512, 
     # displacement on the reference pixel grid
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     grid_um = np.column_stack([origin[0] + rows.ravel() * px, origin[1] + cols.ravel() * px])
-    u_grid = pattern.opening_displacement(grid_um, opening_um=opening, band_um=band)
+    u_grid = pattern.opening_displacement(grid_um, opening_um=gap_opening, band_um=band,
+                                       precursor_um=precursor, precursor_band_um=pre_band)
     displacement = (u_grid / px).reshape(h, w, 2) + shift
     displacement = displacement.astype(np.float32)
 
     # texture drawn at displaced positions (frame px)
     parts, specks = _texture_elements(seed, lo - reach, hi + reach, dmin, dmax)
     centres_ref = np.concatenate([parts[:, :2], specks[:, :2]])
-    u_el = pattern.opening_displacement(centres_ref, opening_um=opening, band_um=band)
+    u_el = pattern.opening_displacement(centres_ref, opening_um=gap_opening, band_um=band,
+                                     precursor_um=precursor, precursor_band_um=pre_band)
     centres_px = (centres_ref + u_el - origin) / px + shift
     n_p = len(parts)
     img = np.full((h, w), _MATRIX)

@@ -184,7 +184,9 @@ def render_volume(snapshot: FilmSnapshot, *, shape: tuple[int, int, int] = (128,
       ``delamination_fraction`` of the field of view.
     * Bubble: an air sphere of ``bubble_radius_um`` at the centre of the field of view,
       ``bubble_height_frac`` of the layer above the substrate.
-    * Displacement: the in-plane crack opening of `render_surface` scaled over height by
+    * Displacement: the in-plane crack opening of `render_surface` (the gap part jumps at
+      the crack, the precursor part is continuous: ``tanh(d / precursor_band_um)`` ramp
+      across the line, see `CrackPattern.opening_displacement`) scaled over height by
       ``cif_2d_profile(z/h) / cif_2d_top`` (``(z/h)**exponent`` before cracking), plus a
       downward z displacement ``-5 tanh(0.25 |u_inplane| / 5)`` um (<= 5 um).
     """
@@ -230,7 +232,10 @@ def render_volume(snapshot: FilmSnapshot, *, shape: tuple[int, int, int] = (128,
     consolidating = snapshot.phase == DryingPhase.CONSOLIDATION
     gap_level = _LEVEL["solvent"] if consolidating else _LEVEL["air"]
     gap_label = VolumeLabel.CRACK
-    opening = float(snapshot.precursor_opening_um + snapshot.crack_width_um)
+    precursor = float(snapshot.precursor_opening_um)
+    pre_band = float(snapshot.precursor_band_um)
+    gap_opening = float(snapshot.crack_width_um)
+    opening = precursor + gap_opening
     dmin = float(snapshot.particle_diameter_min_um)
     dmax = float(snapshot.particle_diameter_max_um)
     rmax = 0.5 * dmax
@@ -244,7 +249,8 @@ def render_volume(snapshot: FilmSnapshot, *, shape: tuple[int, int, int] = (128,
                             seed=seed, origin_um=tuple(lo - cover))
     jj, ii = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     grid_um = np.column_stack([origin[0] + jj.ravel() * v, origin[1] + ii.ravel() * v])
-    u2 = pattern.opening_displacement(grid_um, opening_um=opening, band_um=band)
+    u2 = pattern.opening_displacement(grid_um, opening_um=gap_opening, band_um=band,
+                                   precursor_um=precursor, precursor_band_um=pre_band)
 
     # height profiles over voxel centres
     zc = (np.arange(nz) + 0.5) * v
@@ -277,7 +283,8 @@ def render_volume(snapshot: FilmSnapshot, *, shape: tuple[int, int, int] = (128,
         parts = parts[keep]
         zp = z_sub - rmax + parts[:, 2] * (h_um + dmax)
         dp = dmin + (dmax - dmin) * parts[:, 3]
-        up = pattern.opening_displacement(parts[:, :2], opening_um=opening, band_um=band)
+        up = pattern.opening_displacement(parts[:, :2], opening_um=gap_opening, band_um=band,
+                                          precursor_um=precursor, precursor_band_um=pre_band)
         fp = height_factor((zp - z_sub) / h_um)[:, None]
         up = up * fp
         uzp = _z_down(np.linalg.norm(up, axis=1))
