@@ -17,7 +17,8 @@ robust z-scores against the plane's own noise and that of the quiet scans
 
 Points whose subvolume carries no texture are UNTEXTURED in the engine; points whose
 subvolume reaches above the coating's textured top (the moving top surface during
-consolidation, and the air or solvent film above it) are left out.
+consolidation, and the air or solvent film above it) or below its textured bottom (a
+subvolume straddling the rigid substrate and the compacting film) are left out.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from correlation import (CorrelationResult, QuietNoise, ReferenceTracker, defaul
 
 from ._dvc import check_volume, correlate
 
-__all__ = ["CTOnsetEstimate", "OnsetDetector", "textured_top"]
+__all__ = ["CTOnsetEstimate", "OnsetDetector", "textured_layer"]
 
 _BACKGROUNDS = ("rigid", "translation", "affine")
 
@@ -120,12 +121,12 @@ def _positive(name: str, value: object, *, integer: bool = False, minimum: float
     return float(value)  # type: ignore[arg-type]
 
 
-def textured_top(volume: NDArray, snr: float = 2.0, *, window: int = 5) -> int:
-    """Index of the highest slice of the textured layer (the coating top), voxels.
+def textured_layer(volume: NDArray, snr: float = 2.0, *, window: int = 5) -> tuple[int, int]:
+    """Indices of the lowest and highest slices of the textured layer (the coating), voxels.
 
     A voxel is textured when the grey-value std of its ``window``-cube exceeds ``snr``
-    times the noise level (`correlation.noise_std`); the top is the highest slice in
-    which most voxels are.  Returns -1 when no slice is.
+    times the noise level (`correlation.noise_std`); the layer spans the slices in which
+    most voxels are.  Returns ``(-1, -1)`` when no slice is.
     """
     v = np.asarray(volume, dtype=np.float32)
     mean = ndimage.uniform_filter(v, window, mode="reflect")
@@ -133,7 +134,7 @@ def textured_top(volume: NDArray, snr: float = 2.0, *, window: int = 5) -> int:
     sigma = max(noise_std(v), 1e-12)
     frac = np.mean((sq - mean * mean) > (snr * sigma) ** 2, axis=(1, 2))
     rows = np.flatnonzero(frac > 0.5)
-    return int(rows[-1]) if len(rows) else -1
+    return (int(rows[0]), int(rows[-1])) if len(rows) else (-1, -1)
 
 
 class OnsetDetector:
@@ -167,8 +168,8 @@ class OnsetDetector:
     texture_snr : float, optional
         Texture level (grey-value std over the noise) that marks the coating's top.
     top_margin_vox : float, optional
-        Subvolumes must stay this far below the coating's textured top (the top moves
-        down while the layer consolidates).
+        Subvolumes must stay this far inside the coating's textured layer: below its top
+        (the top moves down while the layer consolidates) and above the substrate.
     persistence : int, optional
         Consecutive alarming scans needed to declare onset.
     baselines : tuple of int, optional
@@ -247,8 +248,9 @@ class OnsetDetector:
         self._reference = ref
         self._last_t = None if reference_t_min is None else _positive("reference_t_min", reference_t_min,
                                                                        strict=False, minimum=-np.inf)
-        top = textured_top(ref, self._snr)
-        self._tracked = self._grid[:, 0] + half + self._top_margin <= top
+        bottom, top = textured_layer(ref, self._snr)
+        self._tracked = ((self._grid[:, 0] + half + self._top_margin <= top)
+                         & (self._grid[:, 0] - half - self._top_margin >= bottom))
         if not self._tracked.any():
             self._tracked = np.ones(len(self._grid), dtype=bool)
         self._tracker = ReferenceTracker(ref, correlate=partial(_correlate, subset_size=self._subset,
@@ -308,11 +310,13 @@ class OnsetDetector:
         disp[self._tracked] = tf.displacement
         ok[self._tracked] = tf.converged
         # the top moves down while the layer consolidates: subvolumes now reaching above it
-        # hold the surface's subsidence (or air), not the layer's motion
-        top = textured_top(vol, self._snr)
+        # hold the surface's subsidence (or air), not the layer's motion; those reaching
+        # into the substrate straddle a rigid base and a compacting film
+        bottom, top = textured_layer(vol, self._snr)
         if top >= 0:
             now_z = self._grid[:, 0] + np.nan_to_num(disp[:, 0])
-            ok &= now_z + self._subset // 2 + self._top_margin <= top
+            half = self._subset // 2
+            ok &= (now_z + half + self._top_margin <= top) & (now_z - half - self._top_margin >= bottom)
         disp[~ok] = np.nan
         zncc = np.full(n_all, np.nan)
         zncc[self._tracked] = tf.result.zncc

@@ -177,6 +177,28 @@ def test_no_false_alarm_while_the_top_surface_moves_down():
     assert not det.onset, [round(e.score, 1) for e in ests]
 
 
+
+def test_textured_layer_and_the_tracked_slab():
+    """The textured layer of a rendered film spans the coating (substrate below, solvent and
+    air above, both untextured); the detector tracks only subvolumes inside it, away from
+    the substrate (rigid under a compacting film) and the moving top."""
+    from tomography._onset import textured_layer
+
+    run, base, origin = _film(300.0, 0)
+    scan = _render(base, origin, 0)
+    labels = scan.labels
+    solid = np.isin(labels, (VolumeLabel.PARTICLE, VolumeLabel.PORE)).mean(axis=(1, 2)) > 0.5
+    true_bottom, true_top = np.flatnonzero(solid)[[0, -1]]
+    bottom, top = textured_layer(scan.volume)
+    # the texture window (5 voxels) reaches 2 voxels past each face
+    assert abs(bottom - true_bottom) <= 3 and abs(top - true_top) <= 3, (bottom, top, true_bottom, true_top)
+    assert np.any(labels[:true_bottom] == VolumeLabel.SUBSTRATE)
+    det = OnsetDetector(scan.volume)
+    z = det._grid[det._tracked, 0]
+    half = det._subset // 2
+    assert z.min() - half >= bottom and z.max() + half <= top
+    assert textured_layer(np.full((20, 16, 16), 5.0)) == (-1, -1)
+
 @pytest.mark.slow
 def test_simulated_lab_scans_lead_the_segmentation():
     """The simulator's own timeline (300 um sample, 1-min scans): declared at least two scans
